@@ -1,0 +1,1 @@
+"""The Telegram side of branchbot."""

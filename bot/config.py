@@ -1,0 +1,109 @@
+"""Settings read from the environment and an optional `.env` file."""
+
+import re
+from datetime import timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Telegram tokens are "<bot id>:<secret>"; the secret is 30-50 URL-safe characters in practice,
+# but we accept any non-empty run of them so test tokens work too.
+TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,128}$")
+DATABASE_URL_PATTERN = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
+LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+
+
+class SettingsError(Exception):
+    """The configuration cannot be used; the message is one line for the operator."""
+
+
+class Settings(BaseSettings):
+    """What an operator configures; names match the environment variables."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    bot_token: SecretStr | None = None
+    database_url: str = "sqlite+aiosqlite:///branchbot.sqlite3"
+    bot_api_url: str | None = None
+    log_level: str = "INFO"
+    timezone: str = "Europe/Moscow"
+    invite_ttl_days: Annotated[int, Field(ge=1, le=365)] = 7
+    # Messages a second for notices and reminders; Telegram allows about 30 overall.
+    send_rate: Annotated[float, Field(gt=0, le=30)] = 25.0
+    polling_timeout: Annotated[int, Field(ge=1, le=50)] = 30
+
+    @field_validator("bot_token", mode="before")
+    @classmethod
+    def _token_shape(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not TOKEN_PATTERN.match(value.strip()):
+            raise ValueError("BOT_TOKEN is malformed: expected <digits>:<secret> from @BotFather")
+        return value.strip()
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_shape(cls, value: str) -> str:
+        value = value.strip()
+        if value.startswith("sqlite://"):
+            value = "sqlite+aiosqlite://" + value.removeprefix("sqlite://")
+        elif value.startswith(("postgresql://", "postgres://")):
+            value = "postgresql+asyncpg://" + value.split("://", 1)[1]
+        if not DATABASE_URL_PATTERN.match(value):
+            raise ValueError("DATABASE_URL must be a sqlite:// or postgresql:// URL")
+        return value
+
+    @field_validator("bot_api_url")
+    @classmethod
+    def _bot_api_url_shape(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/:]+(:\d{1,5})?(/[^\s]*)?$", value):
+            raise ValueError("BOT_API_URL must be an http:// or https:// URL")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level_known(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}")
+        return level
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone_known(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as error:
+            raise ValueError(f"TIMEZONE {value!r} is not a known time zone") from error
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def invite_ttl(self) -> timedelta:
+        return timedelta(days=self.invite_ttl_days)
+
+    def require_token(self) -> str:
+        """The token as text, or a SettingsError when none is configured."""
+        if self.bot_token is None:
+            raise SettingsError("BOT_TOKEN is not set: put the token from @BotFather in it")
+        return self.bot_token.get_secret_value()
+
+
+def load_settings(*, env_file: str | None = ".env", **overrides: object) -> Settings:
+    """Read the settings, turning validation failures into one readable line."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            message = str(item["msg"]).removeprefix("Value error, ")
+            problems.append(message)
+        raise SettingsError("; ".join(problems)) from None

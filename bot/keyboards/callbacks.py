@@ -1,0 +1,105 @@
+"""Callback data: short prefixes and ids only, never names. Every field is untrusted input."""
+
+from enum import StrEnum
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class PortalAction(StrEnum):
+    MENU = "m"
+    GO = "g"
+    INVITE = "i"
+    STAFF = "s"
+    STRUCTURE = "t"
+    DISCONNECT = "d"
+
+
+class PortalListPage(CallbackData, prefix="pl"):
+    page: int
+
+
+class PortalTap(CallbackData, prefix="p"):
+    action: PortalAction
+    portal_id: int
+
+
+class StaffPageTap(CallbackData, prefix="sp"):
+    portal_id: int
+    page: int
+    query_id: int = 0
+
+
+class StructurePageTap(CallbackData, prefix="tp"):
+    portal_id: int
+    page: int
+
+
+class InviteAction(StrEnum):
+    NEW = "n"
+    ROLE = "r"
+    DEPARTMENT = "d"
+    LIST = "l"
+    REVOKE = "x"
+
+
+class InviteTap(CallbackData, prefix="iv"):
+    action: InviteAction
+    portal_id: int
+    role: str = ""
+    value: int = 0
+
+
+class LanguageTap(CallbackData, prefix="lg"):
+    code: str
+
+
+class Noop(CallbackData, prefix="no"):
+    """A label button (such as a page number) that does nothing when tapped."""
+
+
+class NetworkAction(StrEnum):
+    CONNECT_HEAD = "h"
+    CONNECT_PICK = "c"
+    CONNECT_CONFIRM = "k"
+    NEW_BRANCH_HEAD = "n"
+    BRANCHES = "b"
+    BRANCH = "r"
+    DISCONNECT_LIST = "l"
+    DISCONNECT_ASK = "d"
+    DISCONNECT_CONFIRM = "y"
+    AUDIT = "a"
+    CANCEL = "x"
+
+
+class NetworkTap(CallbackData, prefix="nw"):
+    """A step of connecting, listing or disconnecting the branches of the head `head_id`."""
+
+    action: NetworkAction
+    head_id: int
+    portal_id: int = 0
+    page: int = 0
+
+
+class MemberAction(StrEnum):
+    LIST = "l"
+    CARD = "c"
+    ASK = "a"
+    CONFIRM = "y"
+
+
+class MemberChange(StrEnum):
+    NONE = "-"
+    REMOVE = "r"
+    MAKE_ADMIN = "a"
+    MAKE_EMPLOYEE = "e"
+    UNLINK = "u"
+
+
+class MemberTap(CallbackData, prefix="mb"):
+    """Staff management on the portal `portal_id`: the list, a person's card, a change."""
+
+    action: MemberAction
+    portal_id: int
+    person_id: int = 0
+    change: MemberChange = MemberChange.NONE
+    page: int = 0

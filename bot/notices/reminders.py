@@ -1,0 +1,1 @@
+"""Notices about demos ending and branches about to be disconnected."""

@@ -1,0 +1,1 @@
+"""Operations over the database that the bot, the command line and the scheduler share."""

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models, queries that take a session, and migrations."""

@@ -1,0 +1,43 @@
+"""Engine and session factory, built once at start-up and passed down."""
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def create_engine(database_url: str) -> AsyncEngine:
+    """An engine for the URL; SQLite gets foreign keys, WAL and a busy timeout."""
+    engine = create_async_engine(database_url, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        in_memory = engine.url.database in (None, "", ":memory:")
+        event.listen(
+            engine.sync_engine,
+            "connect",
+            _sqlite_pragmas_memory if in_memory else _sqlite_pragmas_file,
+        )
+    return engine
+
+
+def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+def _sqlite_pragmas_memory(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_pragmas_file(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the command line read and write while the bot runs on the same file.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
