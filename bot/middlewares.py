@@ -10,7 +10,7 @@ from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.clock import Clock
-from services.people import person_by_telegram_id
+from services.people import person_and_portals
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +46,9 @@ class PersonMiddleware(BaseMiddleware):
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
         user: User | None = data.get("event_from_user")
         session: AsyncSession = data["session"]
-        person = await person_by_telegram_id(session, user.id) if user is not None else None
+        person = None
+        if user is not None:
+            person, _portals = await person_and_portals(session, user.id)
         data["person"] = person
 
         if person is not None and user is not None:

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, literal, null, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.rules import Role
@@ -49,18 +49,8 @@ async def staff_page(
     if not rows and page >= pages and total:
         page = pages - 1
         rows, total = await _staff_rows(session, portal_id, page, search, page_size)
-
-    departments = await _department_names(session, [membership_id for membership_id, *_ in rows])
     return StaffPage(
-        rows=[
-            StaffRow(
-                name=name,
-                role=Role(role),
-                position=position,
-                departments=departments.get(membership_id, []),
-            )
-            for membership_id, name, role, position in rows
-        ],
+        rows=rows,
         total=total,
         page=min(page, pages - 1),
         pages=pages,
@@ -68,82 +58,101 @@ async def staff_page(
     )
 
 
-async def _staff_rows(
-    session: AsyncSession, portal_id: int, page: int, search: str | None, page_size: int
-) -> tuple[list[tuple[int, str, str, str | None]], int]:
-    # The window count gives the total in the same round trip as the page.
+def _matching(portal_id: int, search: str | None) -> Select[int]:
     statement = (
-        select(
-            Membership.id,
-            Person.name,
-            Membership.role,
-            Membership.position,
-            func.count().over().label("total"),
-        )
+        select(Membership.id)
         .join(Person, Person.id == Membership.person_id)
         .where(Membership.portal_id == portal_id)
+    )
+    if search:
+        statement = statement.where(Person.name_folded.like(like_pattern(search), escape="\\"))
+    return statement
+
+
+async def _staff_rows(
+    session: AsyncSession, portal_id: int, page: int, search: str | None, page_size: int
+) -> tuple[list[StaffRow], int]:
+    """The page's people with their departments and the total, in one statement."""
+    listed = (
+        _matching(portal_id, search)
+        .add_columns(
+            Person.name,
+            Person.name_folded,
+            Person.id.label("person_id"),
+            Membership.role,
+            Membership.position,
+            # The window count gives the total in the same round trip as the page.
+            func.count().over().label("total"),
+        )
         .order_by(Person.name_folded, Person.id)
         .limit(page_size)
         .offset(page * page_size)
+        .subquery()
     )
-    if search:
-        statement = statement.where(Person.name_folded.like(like_pattern(search), escape="\\"))
-    result = await session.execute(statement)
-    fetched = result.all()
-    total = fetched[0].total if fetched else 0
-    if not fetched and page > 0:
-        total = await _staff_count(session, portal_id, search)
-    return [(row[0], row[1], row[2], row[3]) for row in fetched], total
-
-
-async def _staff_count(session: AsyncSession, portal_id: int, search: str | None) -> int:
-    statement = (
-        select(func.count())
-        .select_from(Membership)
-        .join(Person, Person.id == Membership.person_id)
-        .where(Membership.portal_id == portal_id)
-    )
-    if search:
-        statement = statement.where(Person.name_folded.like(like_pattern(search), escape="\\"))
-    return int((await session.execute(statement)).scalar_one())
-
-
-async def _department_names(
-    session: AsyncSession, membership_ids: list[int]
-) -> dict[int, list[str]]:
-    if not membership_ids:
-        return {}
     result = await session.execute(
-        select(membership_departments.c.membership_id, Department.name)
-        .join(Department, Department.id == membership_departments.c.department_id)
-        .where(membership_departments.c.membership_id.in_(membership_ids))
-        .order_by(Department.name)
+        select(listed, Department.name.label("department"))
+        .outerjoin(membership_departments, membership_departments.c.membership_id == listed.c.id)
+        .outerjoin(Department, Department.id == membership_departments.c.department_id)
+        .order_by(listed.c.name_folded, listed.c.person_id, Department.name)
     )
-    names: dict[int, list[str]] = {}
-    for membership_id, name in result.all():
-        names.setdefault(membership_id, []).append(name)
-    return names
+
+    rows: dict[int, StaffRow] = {}
+    total = 0
+    for row in result.all():
+        total = row.total
+        staff_row = rows.get(row.id)
+        if staff_row is None:
+            staff_row = StaffRow(
+                name=row.name, role=Role(row.role), position=row.position, departments=[]
+            )
+            rows[row.id] = staff_row
+        if row.department is not None:
+            staff_row.departments.append(row.department)
+    if not rows and page > 0:
+        count = select(func.count()).select_from(_matching(portal_id, search).subquery())
+        total = int((await session.execute(count)).scalar_one())
+    return list(rows.values()), total
 
 
 async def structure(session: AsyncSession, portal_id: int) -> StructureTree:
-    """The whole department tree of a portal, in two queries."""
-    departments = await session.execute(
-        select(Department.id, Department.name, Department.parent_id, Person.name)
+    """The whole department tree of a portal, in one statement.
+
+    Departments and placements have different shapes; UNION ALL with a kind column brings both
+    back in one round trip, which on SQLite costs more than the query itself.
+    """
+    departments = (
+        select(
+            literal(0).label("kind"),
+            Department.id.label("first"),
+            Department.parent_id.label("second"),
+            Department.name.label("name"),
+            Person.name.label("head_name"),
+        )
         .outerjoin(Person, Person.id == Department.head_person_id)
         .where(Department.portal_id == portal_id)
     )
-    placements = await session.execute(
-        select(Membership.id, membership_departments.c.department_id)
+    placements = (
+        select(
+            literal(1).label("kind"),
+            Membership.id.label("first"),
+            membership_departments.c.department_id.label("second"),
+            null().label("name"),
+            null().label("head_name"),
+        )
         .outerjoin(
             membership_departments,
             membership_departments.c.membership_id == Membership.id,
         )
         .where(Membership.portal_id == portal_id)
     )
+    rows = (await session.execute(union_all(departments, placements))).all()
     return build_tree(
         (
-            DepartmentFacts(id=row[0], name=row[1], parent_id=row[2], head_name=row[3])
-            for row in departments.all()
+            DepartmentFacts(
+                id=row.first, name=row.name, parent_id=row.second, head_name=row.head_name
+            )
+            for row in rows
+            if row.kind == 0
         ),
-        ((row[0], row[1]) for row in placements.all()),
+        ((row.first, row.second) for row in rows if row.kind == 1),
     )

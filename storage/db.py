@@ -13,8 +13,17 @@ from sqlalchemy.ext.asyncio import (
 
 def create_engine(database_url: str) -> AsyncEngine:
     """An engine for the URL; SQLite gets foreign keys, WAL and a busy timeout."""
-    engine = create_async_engine(database_url, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    is_sqlite = database_url.startswith("sqlite")
+    # A server connection can drop between updates; a SQLite file cannot, and each ping there
+    # is one more round trip to aiosqlite's thread on every update.
+    engine = create_async_engine(
+        database_url,
+        pool_pre_ping=not is_sqlite,
+        # Every session here ends in a commit or a rollback of its own, so the pool's extra
+        # rollback on return is one more SQLite round trip that does nothing.
+        pool_reset_on_return=None if is_sqlite else "rollback",
+    )
+    if is_sqlite:
         in_memory = engine.url.database in (None, "", ":memory:")
         event.listen(
             engine.sync_engine,
