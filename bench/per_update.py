@@ -49,7 +49,10 @@ class LocalSession(BaseSession):
         return None
 
     async def make_request(
-        self, bot: Bot, method: TelegramMethod[TelegramType], timeout: int | None = None
+        self,
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+        timeout: int | None = None,  # noqa: ASYNC109 - the interface aiogram defines
     ) -> TelegramType:
         self.calls += 1
         if isinstance(method, SendMessage | EditMessageText):
@@ -64,7 +67,10 @@ class LocalSession(BaseSession):
         return result  # type: ignore[no-any-return]
 
     async def stream_content(
-        self, url: str, headers: dict[str, Any] | None = None, timeout: int = 30,
+        self,
+        url: str,
+        headers: dict[str, Any] | None = None,
+        timeout: int = 30,  # noqa: ASYNC109 - the interface aiogram defines
         chunk_size: int = 65536, raise_for_status: bool = True,
     ) -> AsyncGenerator[bytes, None]:
         yield b""

@@ -1,22 +1,35 @@
 """Re-checking, on every command and tap, what the person may see and do."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.rules import MenuItem, Plan, Refusal, Role, current_portal, menu_items
-from services.people import MyPortal, my_portals, roles_of
+from services.people import (
+    MyPortal,
+    PortalsAtHand,
+    portals_at_hand,
+    position_in_list,
+    roles_of,
+)
 from storage.models import Person
 
 
 @dataclass(frozen=True, slots=True)
 class PortalAccess:
-    """A portal the person is a member of, with what they may do there."""
+    """A portal the person is a member of, with what they may do there.
+
+    `portals` holds at least the portal and its network's head (when the person is on the
+    head's staff too).
+    """
 
     portal: MyPortal
     items: list[MenuItem]
     portals: list[MyPortal]
+    # The portal's place in the person's portal list, for the way back to its page: None
+    # when not asked for, or when `portals` are all the person's (as `access_among` gets).
+    position: int | None = None
 
     @property
     def head_name(self) -> str | None:
@@ -28,12 +41,16 @@ class PortalAccess:
 
 
 async def member_access(
-    session: AsyncSession, person: Person | None, portal_id: int
+    session: AsyncSession, person: Person | None, portal_id: int, *, with_position: bool = False
 ) -> PortalAccess | None:
-    """The person's access to a portal they belong to; None for anything else, whatever it is."""
+    """The person's access to a portal they belong to; None for anything else, whatever it is.
+
+    `with_position` makes sure the portal's place in the person's list is known.
+    """
     if person is None:
         return None
-    return access_among(await my_portals(session, person.id), portal_id)
+    at_hand = await portals_at_hand(session, person.id, portal_id, with_position=with_position)
+    return access_at_hand(at_hand, portal_id)
 
 
 def access_among(portals: list[MyPortal], portal_id: int) -> PortalAccess | None:
@@ -41,6 +58,29 @@ def access_among(portals: list[MyPortal], portal_id: int) -> PortalAccess | None
         if portal.id == portal_id:
             return PortalAccess(portal, menu_items(roles_of(portals), portal.facts), portals)
     return None
+
+
+def access_at_hand(at_hand: PortalsAtHand, portal_id: int) -> PortalAccess | None:
+    """Access from the portals an update has loaded: the portal's head is among them."""
+    access = access_among(list(at_hand.portals), portal_id)
+    if access is None:
+        return None
+    return replace(access, position=position_in_list(at_hand, portal_id))
+
+
+async def current_access(session: AsyncSession, person: Person | None) -> PortalAccess | None:
+    """Access to the current portal when the update's own statement settles it, else None.
+
+    None leaves the asking (and the answer to a stranger) to `current_or_ask`, which reads the
+    whole list; a known current portal, or a person's only one, needs no more statements.
+    """
+    if person is None:
+        return None
+    at_hand = await portals_at_hand(session, person.id, person.current_portal_id)
+    if at_hand.get(person.current_portal_id) is None and at_hand.total != 1:
+        return None
+    current = resolve_current(person, list(at_hand.portals))
+    return access_at_hand(at_hand, current.id) if current is not None else None
 
 
 def resolve_current(person: Person, portals: list[MyPortal]) -> MyPortal | None:

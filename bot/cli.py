@@ -1,19 +1,27 @@
-"""The `branchbot` command: run, migrate, import, portal set-plan, audit."""
+"""The `branchbot` command: run, migrate, import, portal set-plan/link/unlink, sync, audit."""
 
 import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
-from aiogram.exceptions import TelegramNetworkError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramUnauthorizedError,
+)
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings, SettingsError, load_settings
 from domain.rules import Plan
 from services.clock import utc_now
+from storage.connectivity import DatabaseUnavailable, wait_for_database
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade
+from storage.models import Portal
 
 logger = logging.getLogger("branchbot")
 
@@ -23,7 +31,13 @@ def parser() -> argparse.ArgumentParser:
         prog="branchbot", description="Telegram bot for a company's branch network."
     )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("run", help="bring the schema up to date and run the bot")
+    run_command = commands.add_parser("run", help="bring the schema up to date and run the bot")
+    run_command.add_argument(
+        "--webhook",
+        action="store_true",
+        help="take updates by webhook (WEBHOOK_URL, WEBHOOK_SECRET) instead of long polling;"
+        " needed to run several instances",
+    )
     commands.add_parser("migrate", help="bring the database schema up to date and exit")
     load = commands.add_parser("import", help="load a network file (all or nothing)")
     load.add_argument("file", type=Path, help="the network file (JSON)")
@@ -35,11 +49,29 @@ def parser() -> argparse.ArgumentParser:
     )
     set_plan.add_argument("address", help="the portal's address")
     set_plan.add_argument("plan", choices=[plan.value for plan in Plan], help="the new plan")
+    link = portal_commands.add_parser(
+        "link", help="link a portal to its Bitrix24 by an incoming webhook, then sync it"
+    )
+    link.add_argument("address", help="the portal's address")
+    link.add_argument(
+        "url", help="the webhook https://<portal>/rest/<user id>/<secret>/, or - to read stdin"
+    )
+    unlink = portal_commands.add_parser("unlink", help="forget a portal's Bitrix24 webhook")
+    unlink.add_argument("address", help="the portal's address")
+    sync = commands.add_parser("sync", help="sync a linked portal's staff and structure now")
+    sync.add_argument("address", help="the portal's address")
 
     log = commands.add_parser("audit", help="print the audit log, oldest of the latest first")
     log.add_argument("--portal", metavar="ADDRESS", help="only this portal's entries")
     log.add_argument(
         "--limit", type=_positive, default=50, help="how many latest entries (default 50)"
+    )
+
+    due = commands.add_parser(
+        "reminders", help="print the reminders due, sent, and who could not be reached"
+    )
+    due.add_argument(
+        "--limit", type=_positive, default=50, help="how many latest lines a part (default 50)"
     )
     return root
 
@@ -71,15 +103,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         configure_logging(settings.log_level)
         if arguments.command == "run":
             settings.require_token()
-            return asyncio.run(run(settings))
+            webhook = arguments.webhook or settings.update_mode == "webhook"
+            if webhook:
+                settings.require_webhook()
+            return asyncio.run(run(settings, webhook=webhook))
         if arguments.command == "migrate":
             return asyncio.run(migrate(settings))
         if arguments.command == "import":
             return asyncio.run(import_file(settings, arguments.file))
+        if arguments.command == "portal" and arguments.portal_command == "link":
+            url = sys.stdin.readline() if arguments.url == "-" else arguments.url
+            return asyncio.run(link_portal(settings, arguments.address, url))
+        if arguments.command == "portal" and arguments.portal_command == "unlink":
+            return asyncio.run(unlink_portal(settings, arguments.address))
+        if arguments.command == "sync":
+            return asyncio.run(sync_portal(settings, arguments.address))
         if arguments.command == "portal" and arguments.portal_command == "set-plan":
             return asyncio.run(set_plan(settings, arguments.address, Plan(arguments.plan)))
         if arguments.command == "audit":
             return asyncio.run(print_audit(settings, arguments.portal, arguments.limit))
+        if arguments.command == "reminders":
+            from bot.reminder_report import print_reminders
+
+            return asyncio.run(print_reminders(settings, arguments.limit))
     except SettingsError as error:
         print(f"branchbot: {error}", file=sys.stderr)
         return 2
@@ -88,15 +134,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-async def run(settings: Settings) -> int:
+async def run(settings: Settings, *, webhook: bool = False) -> int:
     from bot.app import build_application
+    from bot.webhook import run_webhook
 
-    application = await build_application(settings)
-    logger.info("starting long polling")
     try:
-        await application.run_polling()
+        application = await build_application(settings)
+    except DatabaseUnavailable as error:
+        print(f"branchbot: the database cannot be reached: {error}", file=sys.stderr)
+        return 1
+    try:
+        if webhook:
+            logger.info("starting the webhook server")
+            await run_webhook(application)
+        else:
+            logger.info("starting long polling")
+            await application.run_polling()
     except TelegramUnauthorizedError:
         print("branchbot: Telegram refused BOT_TOKEN (unauthorized)", file=sys.stderr)
+        return 2
+    except TelegramBadRequest as error:
+        print(f"branchbot: Telegram refused a start-up request: {error.message}", file=sys.stderr)
         return 2
     except TelegramNetworkError as error:
         print(f"branchbot: cannot reach the Bot API: {error.message}", file=sys.stderr)
@@ -107,7 +165,11 @@ async def run(settings: Settings) -> int:
 async def migrate(settings: Settings) -> int:
     engine = create_engine(settings.database_url)
     try:
+        await wait_for_database(engine)
         await upgrade(engine)
+    except DatabaseUnavailable as error:
+        print(f"branchbot: the database cannot be reached: {error}", file=sys.stderr)
+        return 1
     finally:
         await engine.dispose()
     print("the database schema is up to date")
@@ -193,6 +255,103 @@ async def set_plan(settings: Settings, address: str, plan: Plan) -> int:
         print("  it is compatible with its network again")
     if result.notified:
         print(f"  {result.notified} people will be told by the running bot")
+    return 0
+
+
+async def link_portal(settings: Settings, address: str, url: str) -> int:
+    """Link a portal to its Bitrix24 and sync it at once; the URL is never printed back."""
+    from services import sync
+    from services.bitrix import WebhookError, parse_webhook
+
+    try:
+        webhook = parse_webhook(url, allow_loopback_http=settings.allow_loopback_http_webhooks)
+    except WebhookError as error:
+        print(f"branchbot: the webhook was not linked: {error}", file=sys.stderr)
+        return 1
+
+    async def link(session: AsyncSession, portal: Portal) -> None:
+        await sync.link_portal(
+            session, portal, webhook, actor=None, now=utc_now(), actor_text="command line"
+        )
+        print(f"{portal.address}: linked to Bitrix24 through {webhook.masked}")
+
+    return await _on_portal(settings, address, link, then_sync=True)
+
+
+async def unlink_portal(settings: Settings, address: str) -> int:
+    from services import sync
+
+    async def unlink(session: AsyncSession, portal: Portal) -> None:
+        done = await sync.unlink_portal(
+            session, portal, actor=None, now=utc_now(), actor_text="command line"
+        )
+        print(f"{portal.address}: " + ("unlinked from Bitrix24" if done else "was not linked"))
+
+    return await _on_portal(settings, address, unlink, then_sync=False)
+
+
+async def sync_portal(settings: Settings, address: str) -> int:
+    async def nothing(session: AsyncSession, portal: Portal) -> None:
+        return None
+
+    return await _on_portal(settings, address, nothing, then_sync=True)
+
+
+async def _on_portal(
+    settings: Settings,
+    address: str,
+    work: Callable[[AsyncSession, Portal], Awaitable[None]],
+    *,
+    then_sync: bool,
+) -> int:
+    """Do `work` on the portal in one transaction, then sync it, printing the progress."""
+    from domain.addresses import AddressError, canonical_address
+    from services import sync
+
+    try:
+        canonical = canonical_address(address)
+    except AddressError:
+        print(f"branchbot: {address!r} is not a portal address", file=sys.stderr)
+        return 1
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        factory = create_session_factory(engine)
+        async with factory() as session:
+            found = await session.execute(select(Portal).where(Portal.address == canonical))
+            portal = found.scalar_one_or_none()
+            if portal is None:
+                print(f"branchbot: no portal has the address {canonical}", file=sys.stderr)
+                return 1
+            await work(session, portal)
+            await session.commit()
+        if not then_sync:
+            return 0
+
+        async def progress(read: int, total: int | None) -> None:
+            print(f"  read {read} of {total if total is not None else '?'} people")
+
+        try:
+            outcome = await sync.Syncer(factory).sync(
+                portal.id, trigger=sync.Trigger.COMMAND_LINE, progress=progress
+            )
+        except sync.NotLinked:
+            print(f"branchbot: {canonical} is not linked to Bitrix24", file=sys.stderr)
+            return 1
+    finally:
+        await engine.dispose()
+    if outcome.failure is not None:
+        print(f"branchbot: the sync of {canonical} failed: {outcome.failure.words}")
+        print("  the staff and structure were kept as they were", file=sys.stderr)
+        return 1
+    changes = outcome.changes or sync.SyncChanges()
+    print(
+        f"{canonical}: synced in {outcome.requests} requests: {outcome.staff} people "
+        f"({changes.people_added} added, {changes.people_updated} updated, "
+        f"{changes.people_left} left), {outcome.departments} departments "
+        f"({changes.departments_added} added, {changes.departments_updated} updated, "
+        f"{changes.departments_removed} removed)"
+    )
     return 0
 
 

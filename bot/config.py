@@ -1,8 +1,10 @@
 """Settings read from the environment and an optional `.env` file."""
 
 import re
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -13,10 +15,30 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 TOKEN_PATTERN = re.compile(r"^\d{1,20}:[A-Za-z0-9_-]{1,128}$")
 DATABASE_URL_PATTERN = re.compile(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://")
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+WEBHOOK_URL_PATTERN = re.compile(r"^https://[^\s/:?#@]+(:\d{1,5})?(/[^\s?#]*)?$")
+# What Telegram accepts as a webhook's secret_token.
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+REDIS_URL_PATTERN = re.compile(r"^(rediss?|unix)://\S+$")
+HEALTH_PATH = "/health"
 
 
 class SettingsError(Exception):
     """The configuration cannot be used; the message is one line for the operator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """Where Telegram posts updates, the secret it sends, and where this instance listens."""
+
+    url: str
+    secret: str = field(repr=False)
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+    @property
+    def path(self) -> str:
+        """The path the instance serves: the public URL's, since balancers pass paths on."""
+        return urlsplit(self.url).path or "/"
 
 
 class Settings(BaseSettings):
@@ -32,7 +54,26 @@ class Settings(BaseSettings):
     invite_ttl_days: Annotated[int, Field(ge=1, le=365)] = 7
     # Messages a second for notices and reminders; Telegram allows about 30 overall.
     send_rate: Annotated[float, Field(gt=0, le=30)] = 25.0
+    # How often demo ends, disconnections and reminders are looked for.
+    reminder_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     polling_timeout: Annotated[int, Field(ge=1, le=50)] = 30
+    # How often every linked portal's staff and structure are read from its Bitrix24.
+    sync_interval_minutes: Annotated[int, Field(ge=1, le=10080)] = 60
+    # Accept http:// webhooks on the loopback interface: for tests against a local stand-in.
+    allow_loopback_http_webhooks: bool = False
+    # How updates arrive: long polling (one instance only) or Telegram's webhook (any number).
+    update_mode: Literal["polling", "webhook"] = "polling"
+    # The public HTTPS address Telegram posts updates to; a load balancer forwards them to
+    # WEBHOOK_HOST:WEBHOOK_PORT of each instance, on the same path.
+    webhook_url: str | None = None
+    # Sent by Telegram in every webhook request; requests without it are refused.
+    webhook_secret: SecretStr | None = None
+    webhook_host: str = "127.0.0.1"
+    # 0 listens on any free port (for tests).
+    webhook_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # Dialog state in Redis, shared by every instance and kept across restarts; in memory
+    # when unset.
+    redis_url: SecretStr | None = None
 
     @field_validator("bot_token", mode="before")
     @classmethod
@@ -65,6 +106,36 @@ class Settings(BaseSettings):
             raise ValueError("BOT_API_URL must be an http:// or https:// URL")
         return value
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_url_shape(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        value = value.strip()
+        if not WEBHOOK_URL_PATTERN.match(value):
+            raise ValueError("WEBHOOK_URL must be an https:// URL, without a query")
+        if urlsplit(value).path.rstrip("/") == HEALTH_PATH:
+            raise ValueError(f"WEBHOOK_URL cannot end in {HEALTH_PATH}: that is the health check")
+        return value
+
+    @field_validator("webhook_secret", mode="before")
+    @classmethod
+    def _webhook_secret_shape(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not WEBHOOK_SECRET_PATTERN.match(value.strip()):
+            raise ValueError("WEBHOOK_SECRET must be 1-256 characters of A-Z, a-z, 0-9, _ and -")
+        return value.strip()
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _redis_url_shape(cls, value: object) -> object:
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or not REDIS_URL_PATTERN.match(value.strip()):
+            raise ValueError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+        return value.strip()
+
     @field_validator("log_level")
     @classmethod
     def _log_level_known(cls, value: str) -> str:
@@ -95,6 +166,21 @@ class Settings(BaseSettings):
         if self.bot_token is None:
             raise SettingsError("BOT_TOKEN is not set: put the token from @BotFather in it")
         return self.bot_token.get_secret_value()
+
+    def require_webhook(self) -> Webhook:
+        """The webhook settings, or a SettingsError naming what is missing."""
+        if self.webhook_url is None:
+            raise SettingsError("WEBHOOK_URL is not set: the public https:// URL for Telegram")
+        if self.webhook_secret is None:
+            raise SettingsError(
+                "WEBHOOK_SECRET is not set: 1-256 characters of A-Z, a-z, 0-9, _ and -"
+            )
+        return Webhook(
+            url=self.webhook_url,
+            secret=self.webhook_secret.get_secret_value(),
+            host=self.webhook_host,
+            port=self.webhook_port,
+        )
 
 
 def load_settings(*, env_file: str | None = ".env", **overrides: object) -> Settings:

@@ -9,8 +9,9 @@ from aiogram.enums import ChatType
 from aiogram.types import TelegramObject, User
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot.keyboards.callbacks import PortalTap
 from services.clock import Clock
-from services.people import person_and_portals
+from services.people import person_for_update
 
 logger = logging.getLogger(__name__)
 
@@ -36,11 +37,24 @@ class UnitOfWorkMiddleware(BaseMiddleware):
             return result
 
 
+def portal_of_tap(data: dict[str, Any]) -> int | None:
+    """The portal a tap is about, from the callback data its handler's filter has parsed."""
+    portal_id = getattr(data.get("callback_data"), "portal_id", None)
+    return portal_id if isinstance(portal_id, int) and portal_id > 0 else None
+
+
+def shows_place_in_list(data: dict[str, Any]) -> bool:
+    """Whether the tap opens a branch menu, whose way back is to the portal's page of the list."""
+    return isinstance(data.get("callback_data"), PortalTap)
+
+
 class PersonMiddleware(BaseMiddleware):
     """Loads the person linked to the Telegram account (None for a stranger).
 
-    A private message marks the person as reachable: Telegram lets a bot write only to people
-    who have started it.
+    With the person come the portals the update is about: a tap's portal and the current one.
+    An inner middleware runs after the handler's filters, so a tap's callback data is parsed
+    by now. A private message marks the person as reachable: Telegram lets a bot write only to
+    people who have started it.
     """
 
     async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
@@ -48,7 +62,9 @@ class PersonMiddleware(BaseMiddleware):
         session: AsyncSession = data["session"]
         person = None
         if user is not None:
-            person, _portals = await person_and_portals(session, user.id)
+            person = await person_for_update(
+                session, user.id, portal_of_tap(data), with_position=shows_place_in_list(data)
+            )
         data["person"] = person
 
         if person is not None and user is not None:

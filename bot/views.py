@@ -1,5 +1,6 @@
 """Texts people read. User-given strings are escaped or placed through formatting helpers."""
 
+from collections import OrderedDict
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -59,7 +60,8 @@ def portal_mark(portal: MyPortal) -> str:
     return "▫️"
 
 
-def portal_list(portals: list[MyPortal], current_id: int | None) -> Text:
+def portal_list(portals: list[MyPortal], current_id: int | None, total: int | None = None) -> Text:
+    """The text above the portal buttons; `total` counts them when `portals` is one page."""
     if not portals:
         return Text(
             _("You are not on any portal's staff yet."),
@@ -68,7 +70,7 @@ def portal_list(portals: list[MyPortal], current_id: int | None) -> Text:
         )
     return Text(
         Bold(_("Your portals")),
-        f" ({len(portals)})\n\n",
+        f" ({len(portals) if total is None else total})\n\n",
         _("🏛 head of a network · 🏢 branch · ⚠️ branch to be disconnected · ▫️ standalone"),
         "\n",
         _("✓ marks your current portal. Tap a portal to open its menu."),
@@ -144,6 +146,70 @@ def staff_page(portal_name: str, page: StaffPage, search: str | None) -> Text:
 
 def structure_pages(portal_name: str, tree: StructureTree) -> list[Text]:
     """The whole tree, split into pages that each stay below Telegram's message limit."""
+    lines = _structure_lines(tree)
+    starts = _page_starts(lines)
+    return [
+        _structure_page(portal_name, tree, lines, start, end)
+        for start, end in zip(starts, [*starts[1:], len(lines)], strict=True)
+    ]
+
+
+def structure_page(portal_name: str, tree: StructureTree, page: int) -> tuple[Text, int]:
+    """One page of `structure_pages` (the nearest one when out of range), and how many there are.
+
+    Only that page's lines become formatted text; the others are measured as plain strings,
+    once for a tree that is drawn again unchanged.
+    """
+    lines = _structure_lines(tree)
+    key = (id(tree), _line_text(lines[-1]))
+    measured = _measured.get(key)
+    if measured is None or measured[0] is not tree:
+        measured = (tree, _page_starts(lines))
+        _measured[key] = measured
+        if len(_measured) > MEASURED_TREES_KEPT:
+            _measured.popitem(last=False)
+    else:
+        _measured.move_to_end(key)
+    starts = measured[1]
+    page = min(max(page, 0), len(starts) - 1)
+    end = starts[page + 1] if page + 1 < len(starts) else len(lines)
+    return _structure_page(portal_name, tree, lines, starts[page], end), len(starts)
+
+
+# A line of the drawn structure: a department, or a note in italics and what follows it.
+StructureLine = TreeLine | tuple[str, str]
+
+# Where the pages of trees drawn lately begin, by the tree (kept, so its id stays its own) and
+# the last line, which alone differs by language.
+MEASURED_TREES_KEPT = 64
+_measured: OrderedDict[tuple[int, str], tuple[StructureTree, list[int]]] = OrderedDict()
+
+
+def _structure_lines(tree: StructureTree) -> list[StructureLine]:
+    lines: list[StructureLine] = list(tree.lines)
+    if tree.without_department:
+        lines.append((_("Not in any department"), f" ({tree.without_department})"))
+    if not tree.lines:
+        lines.insert(0, (_("No departments yet."), ""))
+    return lines
+
+
+def _page_starts(lines: list[StructureLine]) -> list[int]:
+    """Where each page begins: a page takes lines while they fit in PAGE_BUDGET."""
+    starts = [0]
+    used = 0
+    for index, line in enumerate(lines):
+        size = utf16_length(_line_text(line)) + 1
+        if index > starts[-1] and used + size > PAGE_BUDGET:
+            starts.append(index)
+            used = 0
+        used += size
+    return starts
+
+
+def _structure_page(
+    portal_name: str, tree: StructureTree, lines: list[StructureLine], start: int, end: int
+) -> Text:
     header = Text(
         Bold(portal_name),
         " · ",
@@ -154,27 +220,22 @@ def structure_pages(portal_name: str, tree: StructureTree) -> list[Text]:
         _("In brackets: people in the department and under it; after the dash: its head."),
         "\n",
     )
-    lines: list[Text] = [_tree_line(line) for line in tree.lines]
-    if tree.without_department:
-        lines.append(
-            Text(
-                Italic(_("Not in any department")),
-                f" ({tree.without_department})",
-            )
-        )
-    if not tree.lines:
-        lines.insert(0, Text(Italic(_("No departments yet."))))
+    return Text(header, *_joined([_structure_line(line) for line in lines[start:end]]))
 
-    pages: list[list[Text]] = [[]]
-    used = 0
-    for line in lines:
-        size = utf16_length(line.as_kwargs()["text"]) + 1
-        if pages[-1] and used + size > PAGE_BUDGET:
-            pages.append([])
-            used = 0
-        pages[-1].append(line)
-        used += size
-    return [Text(header, *_joined(page)) for page in pages]
+
+def _line_text(line: StructureLine) -> str:
+    """The line as the person reads it: what `_structure_line` draws, without formatting."""
+    if isinstance(line, tuple):
+        return line[0] + line[1]
+    text = f"{line.prefix}{clip(line.name, 200)} ({line.headcount})"
+    return f"{text} — {clip(line.head_name, 200)}" if line.head_name else text
+
+
+def _structure_line(line: StructureLine) -> Text:
+    if isinstance(line, TreeLine):
+        return _tree_line(line)
+    note, rest = line
+    return Text(Italic(note), rest) if rest else Text(Italic(note))
 
 
 def _joined(lines: list[Text]) -> list[str | Text]:

@@ -60,6 +60,7 @@ class MenuItem(StrEnum):
     INVITE = "invite"
     STAFF = "staff"
     STRUCTURE = "structure"
+    SYNC = "sync"
     DISCONNECT = "disconnect"
 
 
@@ -74,6 +75,8 @@ class PortalFacts:
     demo_until: datetime | None = None
     ever_in_network: bool = False
     incompatible_until: datetime | None = None
+    # Its staff and structure follow its Bitrix24 through a linked webhook.
+    is_linked: bool = False
 
     @property
     def is_branch(self) -> bool:
@@ -119,6 +122,8 @@ def menu_items(roles: Roles, portal: PortalFacts) -> list[MenuItem]:
         if is_admin(roles, portal.id):
             items.append(MenuItem.INVITE)
         items += [MenuItem.STAFF, MenuItem.STRUCTURE]
+        if portal.is_linked and is_admin(roles, portal.id):
+            items.append(MenuItem.SYNC)
     if portal.is_branch and is_head_admin_of(roles, portal):
         items.append(MenuItem.DISCONNECT)
     return items

@@ -1,7 +1,7 @@
 """A portal's departments as a text tree with box-drawing connectors and headcounts."""
 
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 # Past this depth the connectors would crowd out the names; deeper levels are drawn at it.
@@ -45,15 +45,42 @@ def build_tree(
     headcount counts each person once across the department and everything under it.
     """
     by_id = {department.id: department for department in departments}
-
-    members_of: dict[int, set[int]] = defaultdict(set)
-    placed: set[int] = set()
     everyone: set[int] = set()
+    places: dict[int, set[int]] = defaultdict(set)
     for membership_id, department_id in placements:
         everyone.add(membership_id)
         if department_id is not None and department_id in by_id:
-            members_of[department_id].add(membership_id)
-            placed.add(membership_id)
+            places[membership_id].add(department_id)
+    alone = Counter(next(iter(found)) for found in places.values() if len(found) == 1)
+    shared = [
+        (membership_id, department_id)
+        for membership_id, found in places.items()
+        if len(found) > 1
+        for department_id in found
+    ]
+    return tree_from_counts(by_id.values(), alone, shared, len(everyone))
+
+
+def tree_from_counts(
+    departments: Iterable[DepartmentFacts],
+    alone: Mapping[int, int],
+    shared: Iterable[tuple[int, int]],
+    staff_total: int,
+) -> StructureTree:
+    """Draw the tree from counts, as `build_tree` does from every placement.
+
+    `alone` counts, per department id, the memberships placed in that one department only;
+    `shared` pairs each membership placed in several departments with each of them. Ids that
+    are not among `departments` (another portal's) place nobody. Counted in SQL, a portal of
+    thousands of people comes to a row per department and one per exception.
+    """
+    by_id = {department.id: department for department in departments}
+    shared_in: dict[int, set[int]] = defaultdict(set)
+    for membership_id, department_id in shared:
+        if department_id in by_id:
+            shared_in[department_id].add(membership_id)
+    placed = sum(count for department_id, count in alone.items() if department_id in by_id)
+    placed += len(set().union(*shared_in.values()))
 
     children: dict[int | None, list[DepartmentFacts]] = defaultdict(list)
     for department in by_id.values():
@@ -70,11 +97,11 @@ def build_tree(
             children[None].append(department)
             reachable |= _reachable_from(department.id, children)
 
-    headcounts = _headcounts(children, members_of)
+    headcounts = _headcounts(children, alone, shared_in)
     lines: list[TreeLine] = []
     _draw(None, "", 0, children, headcounts, lines)
     return StructureTree(
-        lines=lines, staff_total=len(everyone), without_department=len(everyone - placed)
+        lines=lines, staff_total=staff_total, without_department=staff_total - placed
     )
 
 
@@ -97,11 +124,18 @@ def _reachable_from(start: int, children: dict[int | None, list[DepartmentFacts]
 
 
 def _headcounts(
-    children: dict[int | None, list[DepartmentFacts]], members_of: dict[int, set[int]]
+    children: dict[int | None, list[DepartmentFacts]],
+    alone: Mapping[int, int],
+    shared_in: dict[int, set[int]],
 ) -> dict[int, int]:
-    """Distinct people in each department and below it, without recursion (deep trees)."""
+    """Distinct people in each department and below it, without recursion (deep trees).
+
+    People in one department only are summed up the tree; the few in several are kept as
+    sets, so each counts once under a department that holds more than one of theirs.
+    """
     counts: dict[int, int] = {}
-    subtree_members: dict[int, set[int]] = {}
+    subtree_alone: dict[int, int] = {}
+    subtree_shared: dict[int, set[int]] = {}
     order: list[int] = []
     stack = [root.id for root in children.get(None, [])]
     while stack:
@@ -109,11 +143,14 @@ def _headcounts(
         order.append(current)
         stack.extend(child.id for child in children.get(current, []))
     for department_id in reversed(order):
-        members = set(members_of.get(department_id, ()))
+        placed_alone = alone.get(department_id, 0)
+        members = set(shared_in.get(department_id, ()))
         for child in children.get(department_id, []):
-            members |= subtree_members.pop(child.id)
-        subtree_members[department_id] = members
-        counts[department_id] = len(members)
+            placed_alone += subtree_alone.pop(child.id)
+            members |= subtree_shared.pop(child.id)
+        subtree_alone[department_id] = placed_alone
+        subtree_shared[department_id] = members
+        counts[department_id] = placed_alone + len(members)
     return counts
 
 

@@ -1,12 +1,28 @@
 """A portal's staff list and structure, read in a fixed number of queries whatever its size."""
 
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
+from typing import Any
 
-from sqlalchemy import Select, func, literal, null, select, union_all
+from sqlalchemy import (
+    CompoundSelect,
+    Integer,
+    Select,
+    bindparam,
+    func,
+    literal,
+    null,
+    select,
+    true,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from domain.rules import Role
-from domain.structure import DepartmentFacts, StructureTree, build_tree
+from domain.structure import DepartmentFacts, StructureTree, tree_from_counts
 from storage.models import Department, Membership, Person, membership_departments
 
 STAFF_PAGE_SIZE = 20
@@ -58,68 +74,169 @@ async def staff_page(
     )
 
 
-def _matching(portal_id: int, search: str | None) -> Select[int]:
+# The statements are built once and bound to each call's values: building one costs more than
+# SQLite takes to run it on a small portal.
+
+
+def _matching(searching: bool) -> Select[int]:
+    """The portal's memberships (`portal_id`), or those whose name contains `pattern`."""
     statement = (
         select(Membership.id)
         .join(Person, Person.id == Membership.person_id)
-        .where(Membership.portal_id == portal_id)
+        .where(Membership.portal_id == bindparam("portal_id"))
     )
-    if search:
-        statement = statement.where(Person.name_folded.like(like_pattern(search), escape="\\"))
+    if searching:
+        statement = statement.where(Person.name_folded.like(bindparam("pattern"), escape="\\"))
     return statement
 
 
-async def _staff_rows(
-    session: AsyncSession, portal_id: int, page: int, search: str | None, page_size: int
-) -> tuple[list[StaffRow], int]:
-    """The page's people with their departments and the total, in one statement."""
+@cache
+def _staff_statement() -> Select[Any]:
+    # The total comes from the portal's index alone, and the page's people are sorted on name
+    # and id only; the rest of their details are read for the page's rows.
+    counted = (
+        select(func.count().label("total"))
+        .select_from(Membership)
+        .where(Membership.portal_id == bindparam("portal_id"))
+        .subquery()
+    )
     listed = (
-        _matching(portal_id, search)
+        _matching(False)
+        .add_columns(Person.name_folded, Person.id.label("person_id"))
+        .order_by(Person.name_folded, Person.id)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
+        .subquery()
+    )
+    shown_membership = aliased(Membership)
+    shown_person = aliased(Person)
+    return (
+        select(
+            counted.c.total,
+            listed.c.id,
+            shown_person.name,
+            shown_membership.role,
+            shown_membership.position,
+            Department.name.label("department"),
+        )
+        .select_from(counted)
+        # Joined to the count, so a page past the end still brings the total back.
+        .outerjoin(listed, true())
+        .outerjoin(shown_membership, shown_membership.id == listed.c.id)
+        .outerjoin(shown_person, shown_person.id == listed.c.person_id)
+        .outerjoin(membership_departments, membership_departments.c.membership_id == listed.c.id)
+        .outerjoin(Department, Department.id == membership_departments.c.department_id)
+        .order_by(listed.c.name_folded, listed.c.person_id, Department.name)
+    )
+
+
+@cache
+def _found_statement() -> Select[Any]:
+    listed = (
+        _matching(True)
         .add_columns(
             Person.name,
             Person.name_folded,
             Person.id.label("person_id"),
             Membership.role,
             Membership.position,
-            # The window count gives the total in the same round trip as the page.
+            # The window count gives the total in the same pass over the matching names.
             func.count().over().label("total"),
         )
         .order_by(Person.name_folded, Person.id)
-        .limit(page_size)
-        .offset(page * page_size)
+        .limit(bindparam("limit"))
+        .offset(bindparam("offset"))
         .subquery()
     )
-    result = await session.execute(
+    return (
         select(listed, Department.name.label("department"))
         .outerjoin(membership_departments, membership_departments.c.membership_id == listed.c.id)
         .outerjoin(Department, Department.id == membership_departments.c.department_id)
         .order_by(listed.c.name_folded, listed.c.person_id, Department.name)
     )
 
-    rows: dict[int, StaffRow] = {}
-    total = 0
-    for row in result.all():
-        total = row.total
-        staff_row = rows.get(row.id)
+
+@cache
+def _found_count_statement() -> Select[int]:
+    return select(func.count()).select_from(_matching(True).subquery())
+
+
+async def _staff_rows(
+    session: AsyncSession, portal_id: int, page: int, search: str | None, page_size: int
+) -> tuple[list[StaffRow], int]:
+    """The page's people with their departments and the total, in one statement."""
+    values: dict[str, Any] = {
+        "portal_id": portal_id,
+        "limit": page_size,
+        "offset": page * page_size,
+    }
+    if not search:
+        rows = (await session.execute(_staff_statement(), values)).all()
+        return _gathered(row for row in rows if row.id is not None), int(rows[0].total)
+
+    values["pattern"] = like_pattern(search)
+    rows = (await session.execute(_found_statement(), values)).all()
+    total = rows[0].total if rows else 0
+    if not rows and page > 0:
+        count = await session.execute(_found_count_statement(), values)
+        total = int(count.scalar_one())
+    return _gathered(rows), total
+
+
+def _gathered(rows: Iterable[Any]) -> list[StaffRow]:
+    """One StaffRow per membership from rows of a membership and one of its departments."""
+    gathered: dict[int, StaffRow] = {}
+    for row in rows:
+        staff_row = gathered.get(row.id)
         if staff_row is None:
             staff_row = StaffRow(
                 name=row.name, role=Role(row.role), position=row.position, departments=[]
             )
-            rows[row.id] = staff_row
+            gathered[row.id] = staff_row
         if row.department is not None:
             staff_row.departments.append(row.department)
-    if not rows and page > 0:
-        count = select(func.count()).select_from(_matching(portal_id, search).subquery())
-        total = int((await session.execute(count)).scalar_one())
-    return list(rows.values()), total
+    return list(gathered.values())
 
 
 async def structure(session: AsyncSession, portal_id: int) -> StructureTree:
     """The whole department tree of a portal, in one statement.
 
-    Departments and placements have different shapes; UNION ALL with a kind column brings both
-    back in one round trip, which on SQLite costs more than the query itself.
+    The placements are counted in SQL: the statement brings a row per department, one per
+    department with the number of people placed in it alone, one per placement of the few
+    placed in several, and the total. Rows of different shapes come back in one round trip
+    through UNION ALL with a kind column, which on SQLite costs more than the query itself.
     """
+    # Limitation: every tap reads all the portal's placements (counted in SQL, in one statement);
+    # only the drawing is reused, since no column tells cheaply that the tree is unchanged.
+    result = await session.execute(_structure_statement(), {"portal_id": portal_id})
+    # Plain tuples compare at C speed, which the check against the last drawing relies on.
+    rows = [tuple(row) for row in result]
+    drawn = _drawn.get(portal_id)
+    if drawn is not None and drawn[0] == rows:
+        _drawn.move_to_end(portal_id)
+        return drawn[1]
+    tree = _tree_of(rows)
+    _drawn[portal_id] = (rows, tree)
+    if len(_drawn) > DRAWN_TREES_KEPT:
+        _drawn.popitem(last=False)
+    return tree
+
+
+@cache
+def _structure_statement() -> CompoundSelect[Any]:
+    portal_id = bindparam("portal_id", type_=Integer)
+    per_membership = (
+        select(
+            Membership.id.label("membership_id"),
+            func.count().label("places"),
+            func.min(membership_departments.c.department_id).label("department_id"),
+        )
+        .join(membership_departments, membership_departments.c.membership_id == Membership.id)
+        .where(Membership.portal_id == portal_id)
+        # Grouped on the column the portal's index yields in order, so SQLite needs no sort.
+        .group_by(Membership.id)
+        .cte("per_membership")
+    )
     departments = (
         select(
             literal(0).label("kind"),
@@ -131,28 +248,43 @@ async def structure(session: AsyncSession, portal_id: int) -> StructureTree:
         .outerjoin(Person, Person.id == Department.head_person_id)
         .where(Department.portal_id == portal_id)
     )
-    placements = (
-        select(
-            literal(1).label("kind"),
-            Membership.id.label("first"),
-            membership_departments.c.department_id.label("second"),
-            null().label("name"),
-            null().label("head_name"),
-        )
-        .outerjoin(
-            membership_departments,
-            membership_departments.c.membership_id == Membership.id,
-        )
-        .where(Membership.portal_id == portal_id)
+    alone = (
+        select(literal(1), per_membership.c.department_id, func.count(), null(), null())
+        .where(per_membership.c.places == 1)
+        .group_by(per_membership.c.department_id)
     )
-    rows = (await session.execute(union_all(departments, placements))).all()
-    return build_tree(
+    several = select(per_membership.c.membership_id).where(per_membership.c.places > 1)
+    shared = select(
+        literal(2),
+        membership_departments.c.membership_id,
+        membership_departments.c.department_id,
+        null(),
+        null(),
+    ).where(membership_departments.c.membership_id.in_(several))
+    staff_total = (
+        select(func.count()).select_from(Membership).where(Membership.portal_id == portal_id)
+    ).scalar_subquery()
+    total = select(literal(3), staff_total, null(), null(), null())
+    return union_all(departments, alone, shared, total)
+
+
+# The trees drawn lately, by portal, with the rows each was drawn from. One is reused only when
+# the statement brings back equal rows, so a change made anywhere (another instance, an import,
+# a sync) is drawn on the very next tap; what it spares is the drawing, never the statement.
+DRAWN_TREES_KEPT = 64
+_drawn: OrderedDict[int, tuple[list[tuple[Any, ...]], StructureTree]] = OrderedDict()
+
+
+def _tree_of(rows: Sequence[tuple[Any, ...]]) -> StructureTree:
+    """The tree from the rows of `structure`: (kind, first, second, name, head's name)."""
+    # A placement in another portal's department (the schema allows it) places nobody there.
+    return tree_from_counts(
         (
-            DepartmentFacts(
-                id=row.first, name=row.name, parent_id=row.second, head_name=row.head_name
-            )
-            for row in rows
-            if row.kind == 0
+            DepartmentFacts(id=first, name=name, parent_id=second, head_name=head_name)
+            for kind, first, second, name, head_name in rows
+            if kind == 0
         ),
-        ((row.first, row.second) for row in rows if row.kind == 1),
+        {first: second for kind, first, second, *_ in rows if kind == 1},
+        ((first, second) for kind, first, second, *_ in rows if kind == 2),
+        staff_total=next(first for kind, first, *_ in rows if kind == 3),
     )

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.addresses import AddressError, canonical_address
 from domain.rules import DEMO_LENGTH, Plan, PlanChange, Role, check_plan_change
 from services.people import portal_facts
+from services.phones import normalise_phone
 from storage.models import Base, Department, Membership, Person, Portal, membership_departments
 
 log = logging.getLogger(__name__)
@@ -432,15 +433,14 @@ class _Reader:
         return value.lower()
 
     def phone(self, fields: Mapping[str, object], key: str, place: str) -> str | None:
-        """A phone number kept as its digits, with the leading + when it has one."""
+        """A phone number kept in E.164, the form a shared contact is matched in."""
         value = self.text(fields, key, place, max_length=32)
         if value is None:
             return None
-        digits = "".join(char for char in value if char.isdigit())
-        if not PHONE_PATTERN.match(value) or not 5 <= len(digits) <= 15:
+        phone = normalise_phone(value) if PHONE_PATTERN.match(value) else None
+        if phone is None:
             self.add(_at(place, key), f'"{value}" is not a phone number')
-            return None
-        return f"+{digits}" if value.startswith("+") else digits
+        return phone
 
     def username(self, fields: Mapping[str, object], key: str, place: str) -> str | None:
         value = self.text(fields, key, place, max_length=64)

@@ -259,6 +259,7 @@ async def connect(
 
     # The head must still be an enterprise head, and the portal still alone and as it was
     # checked: otherwise someone changed them in between, and the fresh facts decide.
+    was_head = head.is_head
     claimed_head = await session.execute(
         update(Portal)
         .where(
@@ -290,6 +291,15 @@ async def connect(
                 )
                 .execution_options(synchronize_session=False)
             )
+        )
+    if _rowcount(claimed_head) and not joined and not was_head:
+        # An enterprise portal made a head by this call stays standalone when nothing joined.
+        branch = aliased(Portal)
+        await session.execute(
+            update(Portal)
+            .where(Portal.id == head.id, ~exists().where(branch.head_id == head.id))
+            .values(is_head=False)
+            .execution_options(synchronize_session=False)
         )
     await session.refresh(head)
     await session.refresh(portal)
@@ -333,6 +343,9 @@ async def _tell_connected(
             kind="branch_connected",
             dedupe_key=f"connected:{branch.id}:{now.isoformat()}:{person_id}",
             now=now,
+            branch_id=branch.id,
+            head_id=head.id,
+            on_branch_staff=True,
             branch_name=branch.name,
             branch_address=branch.address,
             # The head's name only for people on its staff: nothing else of it reaches others.
@@ -597,6 +610,8 @@ async def _tell_disconnected(
             kind="branch_disconnected",
             dedupe_key=f"disconnected:{branch.id}:{connected_at.isoformat()}:{person_id}",
             now=now,
+            branch_id=branch.id,
+            head_id=head_id,
             branch_name=branch.name,
             branch_address=branch.address,
             head_name=head.name if head is not None and person_id in on_head else None,
@@ -682,6 +697,7 @@ async def _tell_incompatible(
 ) -> int:
     assert branch.head_id is not None
     notified = 0
+    on_branch = await member_ids(session, branch.id)
     recipients = told_of_branch_event(
         await admin_ids(session, branch.id), await admin_ids(session, branch.head_id), None
     )
@@ -692,6 +708,9 @@ async def _tell_incompatible(
             kind="branch_incompatible",
             dedupe_key=f"incompatible:{branch.id}:{until.isoformat()}:{person_id}",
             now=now,
+            branch_id=branch.id,
+            head_id=branch.head_id,
+            on_branch_staff=person_id in on_branch,
             branch_name=branch.name,
             branch_address=branch.address,
             incompatible_until=until.isoformat(),
@@ -703,6 +722,7 @@ async def _tell_incompatible(
 async def _tell_compatible(session: AsyncSession, branch: Portal, now: datetime) -> int:
     assert branch.head_id is not None
     notified = 0
+    on_branch = await member_ids(session, branch.id)
     recipients = told_of_branch_event(
         await admin_ids(session, branch.id), await admin_ids(session, branch.head_id), None
     )
@@ -713,11 +733,35 @@ async def _tell_compatible(session: AsyncSession, branch: Portal, now: datetime)
             kind="branch_compatible",
             dedupe_key=f"compatible:{branch.id}:{now.isoformat()}:{person_id}",
             now=now,
+            branch_id=branch.id,
+            head_id=branch.head_id,
+            on_branch_staff=person_id in on_branch,
             branch_name=branch.name,
             branch_address=branch.address,
             plan=branch.plan,
         )
     return notified
+
+
+async def why_incompatible_obsolete(
+    session: AsyncSession, person_id: int, params: dict[str, Any], now: datetime
+) -> str | None:
+    """Why an "incompatible" notice owed earlier should not be sent now; None while it holds."""
+    try:
+        branch_id = int(params["branch_id"])
+        until = datetime.fromisoformat(str(params["incompatible_until"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    branch = (
+        await session.execute(
+            select(Portal.head_id, Portal.incompatible_until).where(Portal.id == branch_id)
+        )
+    ).first()
+    if branch is None or branch.head_id is None:
+        return "the branch has left the network"
+    if branch.incompatible_until != until:
+        return "the branch is compatible again"
+    return None
 
 
 # Plans, recorded from billing.
@@ -1021,6 +1065,8 @@ async def unlink_account(
 
     They stay on the staff, and can no longer use the bot until they link again.
     """
+    # Limitation: the link belongs to the person, so unlinking takes the bot away from them on
+    # every portal they are on, not only on the admin's.
     return await _change_staff(session, actor, portal, person_id, StaffChange.UNLINK, now)
 
 

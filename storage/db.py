@@ -37,13 +37,20 @@ def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSessi
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+def casefold(text: object) -> object:
+    """Python's case folding as an SQL function: SQLite's own lower() folds ASCII only."""
+    return text.casefold() if isinstance(text, str) else text
+
+
 def _sqlite_pragmas_memory(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("casefold", 1, casefold, deterministic=True)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
 
 def _sqlite_pragmas_file(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.create_function("casefold", 1, casefold, deterministic=True)
     # WAL lets the command line read and write while the bot runs on the same file.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")

@@ -14,8 +14,11 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    column,
+    exists,
+    table,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column, relationship
 
 from storage.types import UTCDateTime
 
@@ -49,6 +52,11 @@ class Portal(Base):
     ever_in_network: Mapped[bool] = mapped_column(Boolean, default=False)
     incompatible_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Whether the portal is linked to its Bitrix24 (a `portal_links` row), read in the same
+    # statement as the portal; the table is named lightly since PortalLink is defined below.
+    is_linked: Mapped[bool] = column_property(
+        exists().where(table("portal_links", column("portal_id")).c.portal_id == id)
+    )
 
 
 class Person(Base):
@@ -58,7 +66,11 @@ class Person(Base):
     telegram_id: Mapped[int | None] = mapped_column(BigInteger, unique=True)
     name: Mapped[str] = mapped_column(String(200))
     # Case-folded name: SQLite's lower() folds ASCII only, and search must fold Cyrillic too.
-    name_folded: Mapped[str] = mapped_column(String(200), index=True)
+    # Compared by code point on both databases (SQLite's BINARY, PostgreSQL's "C"), so lists
+    # come out in the same order whatever collation a PostgreSQL database was created with.
+    name_folded: Mapped[str] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql"), index=True
+    )
     username: Mapped[str | None] = mapped_column(String(64))
     email: Mapped[str | None] = mapped_column(String(254), unique=True)
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
@@ -91,7 +103,11 @@ membership_departments = Table(
 
 class Membership(Base):
     __tablename__ = "memberships"
-    __table_args__ = (UniqueConstraint("person_id", "portal_id"),)
+    __table_args__ = (
+        UniqueConstraint("person_id", "portal_id"),
+        # NULLs never collide, so staff that no sync brought in may share the portal freely.
+        Index("ix_memberships_portal_external", "portal_id", "external_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     person_id: Mapped[int] = mapped_column(ForeignKey("people.id", ondelete="CASCADE"))
@@ -100,6 +116,9 @@ class Membership(Base):
     )
     role: Mapped[str] = mapped_column(String(20))
     position: Mapped[str | None] = mapped_column(String(200))
+    # The person's user id on the portal's Bitrix24, set only for staff that a sync brought in:
+    # one person has a different id on each portal.
+    external_id: Mapped[str | None] = mapped_column(String(32))
 
     person: Mapped[Person] = relationship(lazy="raise")
     departments: Mapped[list["Department"]] = relationship(
@@ -109,18 +128,62 @@ class Membership(Base):
 
 class Department(Base):
     __tablename__ = "departments"
-    __table_args__ = (UniqueConstraint("portal_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("portal_id", "key"),
+        Index("ix_departments_portal_external", "portal_id", "external_id", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     portal_id: Mapped[int] = mapped_column(ForeignKey("portals.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(String(100))
-    name: Mapped[str] = mapped_column(String(200))
+    # In code point order on both databases, as Person.name_folded.
+    name: Mapped[str] = mapped_column(
+        String(200).with_variant(String(200, collation="C"), "postgresql")
+    )
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("departments.id", ondelete="SET NULL"), index=True
     )
     head_person_id: Mapped[int | None] = mapped_column(
         ForeignKey("people.id", ondelete="SET NULL")
     )
+    # The department's id on the portal's Bitrix24, for departments that a sync brought in.
+    external_id: Mapped[str | None] = mapped_column(String(32))
+
+
+class MembershipPhone(Base):
+    """A phone number of synced staff, normalised to E.164, so a shared contact can find them."""
+
+    __tablename__ = "membership_phones"
+
+    membership_id: Mapped[int] = mapped_column(
+        ForeignKey("memberships.id", ondelete="CASCADE"), primary_key=True
+    )
+    phone: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+
+
+class PortalLink(Base):
+    """A portal's link to its Bitrix24 through an incoming webhook, and how its syncs go.
+
+    `webhook_url` is a secret: it is never shown in full or logged once stored.
+    """
+
+    __tablename__ = "portal_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(
+        ForeignKey("portals.id", ondelete="CASCADE"), unique=True
+    )
+    # Limitation: kept in plain text; the database must be guarded like the bot token.
+    webhook_url: Mapped[str] = mapped_column(String(500))
+    # "new" until the first sync ends, then "ok" or "failing".
+    status: Mapped[str] = mapped_column(String(20), default="new")
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    # Start of the current run of failed syncs: the admins are told once per run.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    linked_by_id: Mapped[int | None] = mapped_column(ForeignKey("people.id", ondelete="SET NULL"))
+    linked_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class Invite(Base):
@@ -195,3 +258,16 @@ class AuditEntry(Base):
     network_head_id: Mapped[int | None] = mapped_column(Integer, index=True)
     details: Mapped[str] = mapped_column(Text, default="")
     outcome: Mapped[str] = mapped_column(String(20))
+
+
+class ProcessedUpdate(Base):
+    """A Telegram update taken for handling; its id is claimed once, by one instance only.
+
+    Telegram sends an update again when it gets no answer in time, possibly to another
+    instance; the claim makes the copy a no-op. Old ids are pruned.
+    """
+
+    __tablename__ = "processed_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -1,25 +1,40 @@
-"""Shared fixtures: a migrated database per test, and the bot against the Bot API stand-in."""
+"""Shared fixtures: a migrated database per test, and the bot against the Bot API stand-in.
+
+Tests run on SQLite unless TEST_DATABASE_URL names a PostgreSQL server (see tests/databases.py).
+"""
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from storage.db import create_engine, create_session_factory
 from storage.migrate import upgrade
+from tests.databases import REDIS_URL, drop_template, fresh_database, on_postgresql
 
 pytest_plugins = ["tests.botapi.plugin", "tests.harness"]
 
 
-def database_url(tmp_path: os.PathLike[str]) -> str:
-    """A fresh SQLite file per test."""
-    return f"sqlite+aiosqlite:///{os.fspath(tmp_path)}/bot.sqlite3"
+def pytest_report_header() -> str:
+    database = "PostgreSQL (TEST_DATABASE_URL)" if on_postgresql() else "SQLite"
+    return f"database: {database}; redis: {'yes' if REDIS_URL else 'no (TEST_REDIS_URL unset)'}"
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    drop_template()
 
 
 @pytest.fixture
-async def engine(tmp_path: os.PathLike[str]) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(database_url(tmp_path))
+def database_url(tmp_path: os.PathLike[str]) -> Iterator[str]:
+    """A database of this test's own: a SQLite file, or a PostgreSQL database."""
+    with fresh_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url)
     await upgrade(engine)
     yield engine
     await engine.dispose()

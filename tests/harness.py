@@ -1,7 +1,8 @@
 """The real application, polling the Bot API stand-in over HTTP, with an injected clock.
 
 A pytest plugin: `running_bot` starts `build_application` (what `branchbot run` runs) against
-the `bot_api` stand-in and a fresh SQLite database, and stops it cleanly after the test.
+the `bot_api` stand-in and a fresh database (SQLite, or PostgreSQL: see tests/databases.py),
+and stops it cleanly after the test.
 """
 
 import asyncio
@@ -19,6 +20,7 @@ from bot.config import Settings, load_settings
 from bot.delivery import Courier
 from storage.db import create_session_factory
 from tests.botapi.server import TEST_TOKEN, FakeBotAPI
+from tests.databases import sqlite_url
 from tests.factories import EPOCH
 
 
@@ -76,11 +78,12 @@ class RunningBot:
 
 
 def bot_settings(api: FakeBotAPI, directory: os.PathLike[str], **overrides: Any) -> Settings:
+    """Settings for the bot under test; the database is a SQLite file unless one is given."""
+    overrides.setdefault("database_url", sqlite_url(directory))
     return load_settings(
         env_file=None,
         bot_token=TEST_TOKEN,
         bot_api_url=api.base_url,
-        database_url=f"sqlite+aiosqlite:///{os.fspath(directory)}/bot.sqlite3",
         polling_timeout=1,
         **overrides,
     )
@@ -88,10 +91,10 @@ def bot_settings(api: FakeBotAPI, directory: os.PathLike[str], **overrides: Any)
 
 @pytest_asyncio.fixture
 async def running_bot(
-    bot_api: FakeBotAPI, tmp_path: os.PathLike[str]
+    bot_api: FakeBotAPI, tmp_path: os.PathLike[str], database_url: str
 ) -> AsyncIterator[RunningBot]:
     clock = MutableClock()
-    settings = bot_settings(bot_api, tmp_path)
+    settings = bot_settings(bot_api, tmp_path, database_url=database_url)
     app = await build_application(settings, clock=clock)
     polling = asyncio.create_task(app.run_polling(handle_signals=False))
     await _wait_until_polling(bot_api, polling)

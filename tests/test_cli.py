@@ -20,17 +20,17 @@ EXAMPLE = ROOT / "examples" / "network.json"
 
 
 @pytest.fixture
-def environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def environment(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A clean working directory (no .env) and environment for the command."""
     for name in ("BOT_TOKEN", "DATABASE_URL", "BOT_API_URL", "LOG_LEVEL", "TIMEZONE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3")
+    monkeypatch.setenv("DATABASE_URL", database_url)
     return tmp_path
 
 
-async def counts(directory: Path) -> tuple[int, int, int]:
-    engine = create_engine(f"sqlite+aiosqlite:///{directory}/bot.sqlite3")
+async def counts(database_url: str) -> tuple[int, int, int]:
+    engine = create_engine(database_url)
     try:
         async with create_session_factory(engine)() as session:
             return (
@@ -78,7 +78,7 @@ def test_env_file_is_read(environment: Path, capsys: pytest.CaptureFixture[str])
 
 
 async def test_migrate_then_import_all_or_nothing_and_idempotent(
-    environment: Path, capsys: pytest.CaptureFixture[str]
+    environment: Path, database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert await asyncio.to_thread(main, ["migrate"]) == 0
     assert "up to date" in capsys.readouterr().out
@@ -92,21 +92,23 @@ async def test_migrate_then_import_all_or_nothing_and_idempotent(
     error = capsys.readouterr().err
     assert 'people[3].memberships[0].portal: no such portal "nowhere.acme.ru"' in error
     assert "portals[0].plan" in error
-    assert await counts(environment) == (0, 0, 0)
+    assert await counts(database_url) == (0, 0, 0)
 
     assert await asyncio.to_thread(main, ["import", str(EXAMPLE)]) == 0
     capsys.readouterr()
-    loaded = await counts(environment)
+    loaded = await counts(database_url)
     assert loaded[0] == 5 and loaded[1] > 10
 
     assert await asyncio.to_thread(main, ["import", str(EXAMPLE)]) == 0
     assert "Nothing changed." in capsys.readouterr().out
-    assert await counts(environment) == loaded
+    assert await counts(database_url) == loaded
 
     assert await asyncio.to_thread(main, ["import", str(environment / "missing.json")]) == 1
 
 
-async def test_run_serves_until_sigterm_and_stops_cleanly(bot_api: FakeBotAPI, tmp_path: Path):
+async def test_run_serves_until_sigterm_and_stops_cleanly(
+    bot_api: FakeBotAPI, tmp_path: Path, database_url: str
+):
     environment = {
         key: value
         for key, value in os.environ.items()
@@ -115,7 +117,7 @@ async def test_run_serves_until_sigterm_and_stops_cleanly(bot_api: FakeBotAPI, t
     environment |= {
         "BOT_TOKEN": TEST_TOKEN,
         "BOT_API_URL": bot_api.base_url,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/bot.sqlite3",
+        "DATABASE_URL": database_url,
         "POLLING_TIMEOUT": "1",
     }
     process = await asyncio.create_subprocess_exec(
@@ -135,7 +137,7 @@ async def test_run_serves_until_sigterm_and_stops_cleanly(bot_api: FakeBotAPI, t
                 break
             await asyncio.sleep(0.05)
         await bot_api.send(stranger, "/start")
-        greeting, listing = await bot_api.replies(stranger, count=2, timeout=15)
+        greeting, _listing = await bot_api.replies(stranger, count=2, timeout=15)
         assert "Hello!" in greeting.text
 
         commands_ru = bot_api.my_commands(None, "ru")

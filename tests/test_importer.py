@@ -140,8 +140,8 @@ class Database:
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/db.sqlite3")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    engine = create_engine(database_url)
     await upgrade(engine)
     yield Database(engine)
     await engine.dispose()
@@ -658,8 +658,8 @@ async def test_a_file_with_problems_writes_nothing(db: Database) -> None:
     assert (await db.portal("spb.acme.ru")).name == "Acme St Petersburg"
 
 
-async def test_a_file_refused_by_the_database_writes_nothing(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/fresh.sqlite3")
+async def test_a_file_refused_by_the_database_writes_nothing(database_url: str) -> None:
+    engine = create_engine(database_url)
     await upgrade(engine)
     db = Database(engine)
     try:

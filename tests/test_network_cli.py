@@ -1,7 +1,6 @@
 """`branchbot portal set-plan` and `branchbot audit`, run through the command's entry point."""
 
 import asyncio
-import os
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,8 +53,8 @@ async def read(url: str, address: str) -> tuple[Portal, list[Notice], list[Audit
 
 
 @pytest.fixture
-def database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
-    url = f"sqlite+aiosqlite:///{os.fspath(tmp_path)}/cli.sqlite3"
+def database(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = database_url
     monkeypatch.setenv("DATABASE_URL", url)
     monkeypatch.setenv("TIMEZONE", "Europe/Moscow")
     monkeypatch.chdir(tmp_path)  # no .env of the working copy

@@ -241,6 +241,22 @@ async def test_an_enterprise_portal_joins_as_a_branch(session: AsyncSession, wor
     assert world.head.is_head
 
 
+async def test_an_enterprise_portal_with_its_first_branch_becomes_a_head(
+    session: AsyncSession, world: World
+) -> None:
+    big = await factories.portal(session, "big.acme.ru", "Acme Big", Plan.ENTERPRISE)
+    await factories.member(session, world.both, big, Role.ADMIN)
+
+    result = await network.connect(
+        session, actor=world.both, head=big, portal=world.loner, now=NOW
+    )
+
+    assert isinstance(result, network.Connected)
+    assert big.is_head and world.loner.head_id == big.id
+    heads = await network.heads_of(session, world.both.id)
+    assert [head.address for head in heads] == ["big.acme.ru", "acme.ru", "globex.ru"]
+
+
 async def test_a_portal_connected_meanwhile_is_not_connected_twice(
     session_factory: async_sessionmaker[AsyncSession], world: World
 ) -> None:

@@ -3,6 +3,7 @@
 from aiogram import Router
 
 from bot.commands import (
+    bitrix,
     common,
     fallback,
     groups,
@@ -17,9 +18,14 @@ from bot.commands import (
 
 
 def routers() -> list[Router]:
-    """Group chats first (they get a pointer instead), the catch-all last."""
+    """Group chats first (they get a pointer instead), the catch-all last.
+
+    Bitrix24 comes before start: a plain /start from someone on no portal also offers the
+    phone button.
+    """
     return [
         groups.create_router(),
+        bitrix.create_router(),
         start.create_router(),
         portals.create_router(),
         staff.create_router(),

@@ -44,16 +44,26 @@ class NewBranch(StatesGroup):
 
 
 async def heads_or_refuse(
-    message: Message, session: AsyncSession, person: Person | None
+    message: Message,
+    session: AsyncSession,
+    person: Person | None,
+    on_head_staff: Refusal = Refusal.NOT_HEAD_ADMIN,
 ) -> list[Portal]:
-    """The heads the person administers; otherwise they are told why not and get []."""
+    """The heads the person administers; otherwise they are told why not and get [].
+
+    Someone on a head's staff who does not administer it gets `on_head_staff`, the rules'
+    reason for the command; anyone else is on no head's staff and is told only head admins
+    may, which names no portal.
+    """
     heads = await network.heads_of(session, person.id) if person is not None else []
     if not heads:
         portals = await my_portals(session, person.id) if person is not None else []
-        if portals:
-            await message.answer(refusal_text(Refusal.NOT_HEAD_ADMIN))
-        else:
+        if not portals:
             await message.answer(**views.portal_list([], None).as_kwargs())
+        elif any(portal.is_head for portal in portals):
+            await message.answer(refusal_text(on_head_staff))
+        else:
+            await message.answer(refusal_text(Refusal.NOT_HEAD_ADMIN))
     return heads
 
 
@@ -95,7 +105,7 @@ async def connect_command(
     if command.args:
         await connect_by_address(message, session, person, command.args, now, zone)
         return
-    heads = await heads_or_refuse(message, session, person)
+    heads = await heads_or_refuse(message, session, person, Refusal.NOT_ADMIN_OF_BOTH)
     if not heads or person is None:
         return
     head = preferred_head(heads, person)
@@ -285,7 +295,7 @@ async def new_branch_command(
 ) -> None:
     """/newbranch [name | address]: create a portal and connect it, step by step or at once."""
     await state.clear()
-    heads = await heads_or_refuse(message, session, person)
+    heads = await heads_or_refuse(message, session, person, Refusal.NOT_ADMIN)
     if not heads or person is None:
         return
 
@@ -351,8 +361,9 @@ async def continue_new_branch(
         cleaned = network.clean_name(name)
         if isinstance(cleaned, Invalid):
             await state.update_data(name=None)
-            name = None
-            await message.answer(invalid_text(cleaned))
+            await state.set_state(NewBranch.name)
+            await message.answer(invalid_text(cleaned) + "\n" + _("Send it again, or /cancel."))
+            return
     if not isinstance(name, str):
         await state.set_state(NewBranch.name)
         await message.answer(
@@ -582,9 +593,9 @@ def branch_summary(row: BranchRow, now: datetime, zone: ZoneInfo) -> Text:
     mark = "⚠️ " if row.incompatible_until is not None else "🏢 "
     parts: list[str | Text] = [
         mark,
-        Bold(views.clip(row.name, 200)),
+        Bold(views.clip(row.name, 100)),
         "\n    ",
-        display_address(row.address),
+        views.clip(display_address(row.address), 100),
         " · ",
         views.plan_name(row.plan),
     ]
@@ -809,8 +820,14 @@ async def audit_text(session: AsyncSession, head: Portal, zone: ZoneInfo) -> Tex
     if not entries:
         return Text(*header, "\n\n", _("Nothing yet."))
     lines: list[str | Text] = []
+    used = 0
     for entry in entries:
-        lines += ["\n\n", audit_line(entry, zone)]
+        line = audit_line(entry, zone)
+        # Newest first: what does not fit below Telegram's limit is the oldest.
+        used += views.utf16_length(line.as_kwargs()["text"]) + 2
+        if used > views.PAGE_BUDGET:
+            break
+        lines += ["\n\n", line]
     return Text(*header, *lines)
 
 
@@ -836,7 +853,7 @@ def audit_line(entry: AuditEntry, zone: ZoneInfo) -> Text:
         "already": " · " + _("already done"),
         "unchanged": " · " + _("nothing to change"),
     }
-    address = display_address(entry.portal_address) if entry.portal_address else "—"
+    address = views.clip(display_address(entry.portal_address or "—"), 80)
     return Text(
         views.instant(entry.at, zone),
         "\n",

@@ -14,20 +14,29 @@ from bot.keyboards import builders
 from bot.keyboards.callbacks import PortalAction, PortalListPage, PortalTap
 from bot.ui import acknowledge, show
 from domain.rules import MenuItem, Refusal
-from services.people import my_portals
+from services.people import portals_page
 from storage.models import Person
 
 
 async def send_portal_list(
     event: Message | CallbackQuery, session: AsyncSession, person: Person | None, page: int = 0
 ) -> None:
-    """The person's portals as buttons; a stranger is told how to get in."""
-    portals = await my_portals(session, person.id) if person is not None else []
-    current_id = person.current_portal_id if person is not None else None
-    if current_id is None and len(portals) == 1:
-        current_id = portals[0].id
-    markup = builders.portal_list(portals, current_id, page) if portals else None
-    await show(event, views.portal_list(portals, current_id), markup)
+    """The person's portals as buttons, a page at a time; a stranger is told how to get in."""
+    if person is None:
+        await show(event, views.portal_list([], None))
+        return
+    listing = await portals_page(session, person.id, page, builders.PORTALS_PER_PAGE)
+    current_id = person.current_portal_id
+    if current_id is None and listing.total == 1:
+        current_id = listing.portals[0].id
+    # Finding oneself by phone is offered only where some portal is linked to Bitrix24.
+    offer_phone = bool(listing.portals) and listing.any_portal_linked
+    markup = (
+        builders.portal_list_page(listing, current_id, offer_phone=offer_phone)
+        if listing.portals
+        else None
+    )
+    await show(event, views.portal_list(listing.portals, current_id, listing.total), markup)
 
 
 async def portals_command(message: Message, session: AsyncSession, person: Person | None) -> None:
@@ -50,15 +59,15 @@ async def show_menu(
     event: Message | CallbackQuery, access: PortalAccess, person: Person, zone: ZoneInfo
 ) -> None:
     portal = access.portal
+    back_page = (
+        builders.page_of_portal(access.portals, portal.id)
+        if access.position is None
+        else builders.page_of_position(access.position)
+    )
     await show(
         event,
         views.portal_card(portal, person.current_portal_id == portal.id, zone, access.head_name),
-        builders.portal_menu(
-            portal.id,
-            portal.address,
-            access.items,
-            builders.page_of_portal(access.portals, portal.id),
-        ),
+        builders.portal_menu(portal.id, portal.address, access.items, back_page),
     )
 
 
@@ -70,7 +79,7 @@ async def portal_menu(
     zone: ZoneInfo,
 ) -> None:
     """Open a portal's menu, or make it the current portal."""
-    access = await member_access(session, person, callback_data.portal_id)
+    access = await member_access(session, person, callback_data.portal_id, with_position=True)
     if access is None or person is None:
         await acknowledge(callback, refusal_text(Refusal.NOT_VISIBLE), alert=True)
         return

@@ -9,7 +9,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import views
-from bot.access import PortalAccess, member_access, refusal_text
+from bot.access import PortalAccess, current_access, member_access, refusal_text
 from bot.commands.choose import current_or_ask
 from bot.keyboards import builders
 from bot.keyboards.callbacks import PortalAction, PortalTap, StaffPageTap
@@ -44,7 +44,9 @@ async def staff_command(
     now: datetime,
 ) -> None:
     """/staff [part of a name]: the current portal's staff, or the people found."""
-    access = await current_or_ask(message, session, person, PortalAction.STAFF)
+    access = await current_access(session, person) or await current_or_ask(
+        message, session, person, PortalAction.STAFF
+    )
     if access is None or person is None:
         return
 

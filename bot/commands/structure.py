@@ -6,7 +6,7 @@ from aiogram.types import CallbackQuery, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot import views
-from bot.access import PortalAccess, member_access, refusal_text
+from bot.access import PortalAccess, current_access, member_access, refusal_text
 from bot.commands.choose import current_or_ask
 from bot.keyboards import builders
 from bot.keyboards.callbacks import PortalAction, PortalTap, StructurePageTap
@@ -19,17 +19,19 @@ from storage.models import Person
 async def show_structure(
     event: Message | CallbackQuery, session: AsyncSession, access: PortalAccess, page: int
 ) -> None:
-    # Limitation: every page draws the whole tree; a cache per portal would spare that work.
-    pages = views.structure_pages(access.portal.name, await structure(session, access.portal.id))
-    page = min(max(page, 0), len(pages) - 1)
-    await show(event, pages[page], builders.structure_pages(access.portal.id, page, len(pages)))
+    tree = await structure(session, access.portal.id)
+    text, pages = views.structure_page(access.portal.name, tree, page)
+    page = min(max(page, 0), pages - 1)
+    await show(event, text, builders.structure_pages(access.portal.id, page, pages))
 
 
 async def structure_command(
     message: Message, session: AsyncSession, person: Person | None
 ) -> None:
     """/structure: the current portal's departments."""
-    access = await current_or_ask(message, session, person, PortalAction.STRUCTURE)
+    access = await current_access(session, person) or await current_or_ask(
+        message, session, person, PortalAction.STRUCTURE
+    )
     if access is not None:
         await show_structure(message, session, access, 0)
 

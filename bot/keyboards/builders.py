@@ -3,7 +3,13 @@
 from collections.abc import Callable
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import CopyTextButton, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import (
+    CopyTextButton,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -12,6 +18,7 @@ from bot.keyboards.callbacks import (
     InviteTap,
     LanguageTap,
     Noop,
+    PhoneLinkTap,
     PortalAction,
     PortalListPage,
     PortalTap,
@@ -21,7 +28,7 @@ from bot.keyboards.callbacks import (
 from bot.views import clip, portal_mark, role_name
 from domain.addresses import display_address, portal_url
 from domain.rules import MenuItem, Role
-from services.people import MyPortal
+from services.people import MyPortal, PortalsPage, list_order_key
 from storage.models import Department, Invite
 
 PORTALS_PER_PAGE = 8
@@ -53,28 +60,35 @@ def pager_row(
 
 def ordered_for_list(portals: list[MyPortal]) -> list[MyPortal]:
     """Networks together, each head first, then its branches by name; standalone last."""
-
-    def network_key(portal: MyPortal) -> tuple[int, int, str, int]:
-        head_id = portal.id if portal.is_head else portal.head_id
-        if head_id is None:
-            return (1, 0, portal.name.casefold(), portal.id)
-        return (0, head_id, "" if portal.is_head else portal.name.casefold(), portal.id)
-
-    return sorted(portals, key=network_key)
+    return sorted(portals, key=list_order_key)
 
 
 def portal_list(
-    portals: list[MyPortal], current_id: int | None, page: int
+    portals: list[MyPortal], current_id: int | None, page: int, *, offer_phone: bool = False
 ) -> InlineKeyboardMarkup:
     ordered = ordered_for_list(portals)
     pages = pages_of(len(ordered), PORTALS_PER_PAGE)
     page = min(max(page, 0), pages - 1)
-
     listed = {portal.id for portal in portals}
+    shown = ordered[page * PORTALS_PER_PAGE : (page + 1) * PORTALS_PER_PAGE]
+    listing = PortalsPage(
+        portals=shown,
+        total=len(ordered),
+        page=page,
+        pages=pages,
+        under_their_head=frozenset(portal.id for portal in shown if portal.head_id in listed),
+    )
+    return portal_list_page(listing, current_id, offer_phone=offer_phone)
+
+
+def portal_list_page(
+    listing: PortalsPage, current_id: int | None, *, offer_phone: bool = False
+) -> InlineKeyboardMarkup:
+    """A page of the portal list as buttons, with the pager under them."""
     builder = InlineKeyboardBuilder()
-    for portal in ordered[page * PORTALS_PER_PAGE : (page + 1) * PORTALS_PER_PAGE]:
+    for portal in listing.portals:
         # A branch is drawn under its head only when the head is in the list too.
-        indent = "  ↳ " if portal.head_id in listed else ""
+        indent = "  ↳ " if portal.id in listing.under_their_head else ""
         current = " ✓" if portal.id == current_id else ""
         builder.row(
             InlineKeyboardButton(
@@ -82,13 +96,34 @@ def portal_list(
                 callback_data=PortalTap(action=PortalAction.MENU, portal_id=portal.id).pack(),
             )
         )
-    pager_row(builder, page, pages, lambda number: PortalListPage(page=number))
+    pager_row(builder, listing.page, listing.pages, lambda number: PortalListPage(page=number))
+    if offer_phone:
+        builder.row(
+            InlineKeyboardButton(
+                text=_("📱 Find my other portals by phone"),
+                callback_data=PhoneLinkTap().pack(),
+            )
+        )
     return builder.as_markup()
+
+
+def share_contact() -> ReplyKeyboardMarkup:
+    """The button that sends one's own contact: Telegram fills in the number and user id."""
+    return ReplyKeyboardMarkup(
+        keyboard=[[KeyboardButton(text=_("📱 Share my phone number"), request_contact=True)]],
+        resize_keyboard=True,
+        one_time_keyboard=True,
+    )
 
 
 def page_of_portal(portals: list[MyPortal], portal_id: int) -> int:
     ids = [portal.id for portal in ordered_for_list(portals)]
     return ids.index(portal_id) // PORTALS_PER_PAGE if portal_id in ids else 0
+
+
+def page_of_position(position: int) -> int:
+    """The page of the portal list that shows the portal at `position`."""
+    return position // PORTALS_PER_PAGE
 
 
 def portal_menu(
@@ -131,6 +166,12 @@ def portal_menu(
     ]
     if reading:
         builder.row(*reading)
+    if MenuItem.SYNC in items:
+        builder.row(
+            InlineKeyboardButton(
+                text=_("🔄 Sync now from Bitrix24"), callback_data=tap(PortalAction.SYNC)
+            )
+        )
     if MenuItem.DISCONNECT in items:
         builder.row(
             InlineKeyboardButton(

@@ -11,6 +11,7 @@ class PortalAction(StrEnum):
     INVITE = "i"
     STAFF = "s"
     STRUCTURE = "t"
+    SYNC = "y"
     DISCONNECT = "d"
 
 
@@ -103,3 +104,7 @@ class MemberTap(CallbackData, prefix="mb"):
     person_id: int = 0
     change: MemberChange = MemberChange.NONE
     page: int = 0
+
+
+class PhoneLinkTap(CallbackData, prefix="ph"):
+    """Offer the button that shares one's own phone number, to be found on linked portals."""

@@ -4,17 +4,22 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from aiogram.types import InlineKeyboardButton
 from aiogram.utils.formatting import Bold, Text
 from aiogram.utils.i18n import gettext as _
 
-from bot.notices.registry import renders
-from bot.views import instant, plan_name
+from bot.keyboards.callbacks import NetworkAction, NetworkTap, PortalAction, PortalTap
+from bot.notices.registry import Rendered, renders
+from bot.views import clip, instant, plan_name
 from domain.addresses import display_address
 from domain.rules import Plan
+from services.network import why_incompatible_obsolete
+
+BUTTON_LABEL = 60
 
 
 def _branch(params: dict[str, Any]) -> Text:
-    name = str(params.get("branch_name") or "?")
+    name = clip(str(params.get("branch_name") or "?"), 200)
     address = display_address(str(params.get("branch_address") or ""))
     return Text(Bold(name), f" ({address})" if address else "")
 
@@ -29,6 +34,21 @@ def _moment(params: dict[str, Any], key: str, zone: ZoneInfo) -> str | None:
         return None
 
 
+def _open_button(params: dict[str, Any]) -> tuple[InlineKeyboardButton, ...]:
+    """The branch's menu; a head's admin off the branch's staff gets its card in the network."""
+    try:
+        branch_id = int(params["branch_id"])
+        head_id = int(params["head_id"])
+    except (KeyError, TypeError, ValueError):
+        return ()
+    name = clip(str(params.get("branch_name") or "?"), BUTTON_LABEL)
+    if params.get("on_branch_staff", True):
+        data = PortalTap(action=PortalAction.MENU, portal_id=branch_id).pack()
+    else:
+        data = NetworkTap(action=NetworkAction.BRANCH, head_id=head_id, portal_id=branch_id).pack()
+    return (InlineKeyboardButton(text=f"🏢 {name}", callback_data=data),)
+
+
 def _plan(params: dict[str, Any]) -> str:
     try:
         return plan_name(Plan(str(params.get("plan"))))
@@ -37,7 +57,7 @@ def _plan(params: dict[str, Any]) -> str:
 
 
 @renders("branch_connected")
-def branch_connected(params: dict[str, Any], zone: ZoneInfo) -> Text:
+def branch_connected(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
     head_name = params.get("head_name")
     parts: list[str | Text] = [_branch(params), " "]
     if head_name:
@@ -54,7 +74,7 @@ def branch_connected(params: dict[str, Any], zone: ZoneInfo) -> Text:
             "\n",
             _("A 15-day demo has started; it ends on {moment}.").format(moment=demo_until),
         ]
-    return Text(*parts)
+    return Rendered(Text(*parts), _open_button(params))
 
 
 @renders("branch_disconnected")
@@ -78,14 +98,14 @@ def branch_disconnected(params: dict[str, Any], zone: ZoneInfo) -> Text:
     return Text(*parts)
 
 
-@renders("branch_incompatible")
-def branch_incompatible(params: dict[str, Any], zone: ZoneInfo) -> Text:
+@renders("branch_incompatible", obsolete=why_incompatible_obsolete)
+def branch_incompatible(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
     until = _moment(params, "incompatible_until", zone) or "?"
     if params.get("reason") == "demo ended":
         why = _("Its demo has ended and it is still on the Free plan.")
     else:
         why = _("It has moved to the Free plan.")
-    return Text(
+    text = Text(
         "⚠️ ",
         _branch(params),
         " ",
@@ -97,11 +117,12 @@ def branch_incompatible(params: dict[str, Any], zone: ZoneInfo) -> Text:
             moment=until
         ),
     )
+    return Rendered(text, _open_button(params))
 
 
 @renders("branch_compatible")
-def branch_compatible(params: dict[str, Any], zone: ZoneInfo) -> Text:
-    return Text(
+def branch_compatible(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
+    text = Text(
         "✅ ",
         _branch(params),
         " ",
@@ -109,3 +130,4 @@ def branch_compatible(params: dict[str, Any], zone: ZoneInfo) -> Text:
             plan=_plan(params)
         ),
     )
+    return Rendered(text, _open_button(params))
