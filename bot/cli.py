@@ -92,7 +92,9 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # aiogram logs every handled update at INFO; that is debugging detail for an operator.
+    # Alembic announces its context on every command, and aiogram logs every handled update at
+    # INFO: debugging detail, not what an operator reads.
+    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
     logging.getLogger("aiogram.event").setLevel(max(logging.getLevelName(level), logging.WARNING))
 
 
@@ -260,13 +262,24 @@ async def set_plan(settings: Settings, address: str, plan: Plan) -> int:
 
 async def link_portal(settings: Settings, address: str, url: str) -> int:
     """Link a portal to its Bitrix24 and sync it at once; the URL is never printed back."""
+    from domain.addresses import AddressError, canonical_address
     from services import sync
-    from services.bitrix import WebhookError, parse_webhook
+    from services.bitrix import WebhookError, parse_webhook, serves
 
     try:
         webhook = parse_webhook(url, allow_loopback_http=settings.allow_loopback_http_webhooks)
     except WebhookError as error:
         print(f"branchbot: the webhook was not linked: {error}", file=sys.stderr)
+        return 1
+    try:
+        wanted = canonical_address(address)
+    except AddressError:
+        wanted = None  # the portal lookup below says what is wrong with the address
+    if wanted is not None and not serves(webhook, wanted):
+        print(
+            f"branchbot: the webhook was not linked: it is for {webhook.host}, not {wanted}",
+            file=sys.stderr,
+        )
         return 1
 
     async def link(session: AsyncSession, portal: Portal) -> None:

@@ -30,6 +30,7 @@ from urllib.parse import quote, urlsplit
 import aiohttp
 from fast_bitrix24 import BitrixAsync
 
+from domain.addresses import AddressError, canonical_address
 from services.phones import normalise_phones
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,19 @@ def parse_webhook(text: str, *, allow_loopback_http: bool = False) -> Webhook:
         netloc = f"[{host}]" if port is None else f"[{host}]:{port}"
     url = f"{parts.scheme}://{netloc}/rest/{path['user']}/{path['secret']}/"
     return Webhook(url=url, host=host, user_id=path["user"])
+
+
+def serves(webhook: Webhook, address: str) -> bool:
+    """Whether the webhook is the portal's own: its host is the portal's address.
+
+    A loopback host passes parsing only where tests allow it, and stands in for any portal.
+    """
+    if _is_loopback(webhook.host):
+        return True
+    try:
+        return canonical_address(webhook.host) == address
+    except AddressError:
+        return False
 
 
 def _is_loopback(host: str) -> bool:

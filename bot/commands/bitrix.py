@@ -22,9 +22,10 @@ from bot.keyboards import builders
 from bot.keyboards.callbacks import PhoneLinkTap, PortalAction, PortalTap
 from bot.notices.bitrix import failure_text
 from bot.ui import acknowledge
+from domain.addresses import display_address
 from domain.rules import MenuItem, Refusal, Role
 from services import sync
-from services.bitrix import Webhook, WebhookError, parse_webhook
+from services.bitrix import Webhook, WebhookError, parse_webhook, serves
 from services.people import display_name, my_portals
 from services.phones import Caller, link_by_phone, masked_phone, normalise_phone
 from storage.models import Person, Portal
@@ -80,6 +81,14 @@ async def link_command(
         return
     portal = await session.get(Portal, access.portal.id)
     if portal is None:
+        return
+    if not serves(webhook, portal.address):
+        # Another portal's webhook would write that portal's staff into this one.
+        await message.answer(
+            _("That webhook belongs to another portal: its address must be {address}.").format(
+                address=display_address(portal.address)
+            )
+        )
         return
     await sync.link_portal(session, portal, webhook, actor=person, now=now)
     # The sync runs on after this update, in sessions of its own that must see the link.
