@@ -1134,6 +1134,21 @@ async def _change_staff(
     return done
 
 
+async def _lock_admins(session: AsyncSession, portal_id: int) -> None:
+    """Hold the portal's admin memberships until commit, before a change that may drop one.
+
+    On PostgreSQL two such changes would otherwise each see the other admin still there and
+    both go through; locked, the later one waits and then sees the earlier one's change. On
+    SQLite there is one writer at a time already (and FOR UPDATE is not rendered).
+    """
+    await session.execute(
+        select(Membership.id)
+        .where(Membership.portal_id == portal_id, Membership.role == Role.ADMIN.value)
+        .order_by(Membership.id)
+        .with_for_update()
+    )
+
+
 def _keeps_an_admin(portal_id: int, membership_id: int) -> Any:
     """SQL: the portal has an admin other than this membership."""
     other = aliased(Membership)
@@ -1155,6 +1170,7 @@ async def _membership_id(session: AsyncSession, portal_id: int, person_id: int) 
 
 async def _remove(session: AsyncSession, portal_id: int, person_id: int) -> bool | None:
     """True when removed, False when already gone, None when it would leave no admin."""
+    await _lock_admins(session, portal_id)
     membership_id = await _membership_id(session, portal_id, person_id)
     if membership_id is None:
         return False
@@ -1190,6 +1206,8 @@ async def _set_role(
     session: AsyncSession, portal_id: int, person_id: int, role: Role
 ) -> bool | None:
     """True when changed, False when already so, None when it would leave no admin."""
+    if role is not Role.ADMIN:
+        await _lock_admins(session, portal_id)
     membership_id = await _membership_id(session, portal_id, person_id)
     if membership_id is None:
         return False

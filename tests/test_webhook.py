@@ -1,14 +1,21 @@
 """Webhook mode over real HTTP: Telegram's JSON posted to the running server, secret checked."""
 
+import asyncio
 import os
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 from sqlalchemy import func, select
 
 from bot.config import SettingsError
+from bot.webhook import SECRET_HEADER
 from storage.models import ProcessedUpdate
-from tests.botapi.server import FakeBotAPI
+from tests.botapi.server import TEST_TOKEN, FakeBotAPI
 from tests.harness import MutableClock, bot_settings
 from tests.webhooks import (
     WEBHOOK_SECRET,
@@ -121,3 +128,65 @@ async def test_webhook_mode_needs_its_url_and_secret(
     ).require_webhook()
     assert webhook.path == "/telegram/updates"
     assert WEBHOOK_SECRET not in repr(webhook)
+
+
+async def test_branchbot_run_webhook_serves_until_sigterm_and_leaves_the_webhook_set(
+    bot_api: FakeBotAPI, tmp_path: Path, database_url: str
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("BOT_TOKEN", "DATABASE_URL", "BOT_API_URL", "REDIS_URL")
+    }
+    environment |= {
+        "BOT_TOKEN": TEST_TOKEN,
+        "BOT_API_URL": bot_api.base_url,
+        "DATABASE_URL": database_url,
+        "WEBHOOK_URL": WEBHOOK_URL,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "WEBHOOK_PORT": str(port),
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        "--webhook",
+        cwd=tmp_path,
+        env=environment,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    stranger = bot_api.user(31337, "Stranger", language_code="en")
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(300):
+                if bot_api.webhook is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert bot_api.webhook is not None and bot_api.webhook["url"] == WEBHOOK_URL
+            async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                assert response.status == 200
+            await bot_api.send(stranger, "/start")
+            [update] = bot_api.pending_updates()
+            async with http.post(
+                f"http://127.0.0.1:{port}/telegram/updates",
+                json=update,
+                headers={SECRET_HEADER: WEBHOOK_SECRET},
+            ) as response:
+                assert response.status == 200
+        assert "Hello!" in bot_api.messages(stranger)[0].text
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = await asyncio.wait_for(process.communicate(), timeout=30)
+
+    log = stderr.decode()
+    assert process.returncode == 0, log
+    assert "Traceback" not in log
+    assert TEST_TOKEN.split(":")[1] not in log and WEBHOOK_SECRET not in log
+    # Stopping leaves the webhook to the other instances.
+    assert not any(call.method == "deleteWebhook" for call in bot_api.calls)
+    assert bot_api.webhook is not None
