@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from domain.rules import Plan, Role
 from storage.db import create_engine
 from storage.migrate import upgrade
-from storage.models import Department, Membership, Person, Portal, membership_departments
+from storage.models import Base, Department, Membership, Person, Portal, membership_departments
 
 MOMENT = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 VIEWER_TELEGRAM_ID = 1001
@@ -150,8 +150,9 @@ def home_portal(size: Size, person_id: int) -> int:
     """The one portal each person other than the viewer is on (some are on the head's too)."""
     if person_id <= size.branch_people:
         return BRANCH_ID
-    others = [HEAD_ID, *range(3, size.portals + 1)]
-    return others[person_id % len(others)]
+    # The others in turn: the head (1), then the portals after the measured branch (3 on).
+    turn = person_id % (size.portals - 1)
+    return HEAD_ID if turn == 0 else turn + 2
 
 
 def membership_rows(size: Size) -> Iterator[dict[str, Any]]:
@@ -224,7 +225,9 @@ def placement_rows(size: Size, memberships: Sequence[dict[str, Any]]) -> Iterato
 
 
 async def insert_in_chunks(
-    connection: AsyncConnection, table: Table, rows: Iterator[dict[str, Any]] | list[Any]
+    connection: AsyncConnection,
+    table: type[Base] | Table,
+    rows: Iterator[dict[str, Any]] | list[dict[str, Any]],
 ) -> None:
     chunk: list[dict[str, Any]] = []
     for row in rows:
@@ -244,11 +247,11 @@ async def build(size: Size, path: Path) -> float:
         await upgrade(engine)
         memberships = list(membership_rows(size))
         async with engine.begin() as connection:
-            await insert_in_chunks(connection, Portal.__table__, portal_rows(size))
+            await insert_in_chunks(connection, Portal, portal_rows(size))
             # Departments name their heads, so the people go in first.
-            await insert_in_chunks(connection, Person.__table__, people_rows(size))
-            await insert_in_chunks(connection, Department.__table__, department_rows(size))
-            await insert_in_chunks(connection, Membership.__table__, memberships)
+            await insert_in_chunks(connection, Person, people_rows(size))
+            await insert_in_chunks(connection, Department, department_rows(size))
+            await insert_in_chunks(connection, Membership, memberships)
             await insert_in_chunks(
                 connection, membership_departments, placement_rows(size, memberships)
             )

@@ -71,7 +71,8 @@ class LocalSession(BaseSession):
         url: str,
         headers: dict[str, Any] | None = None,
         timeout: int = 30,  # noqa: ASYNC109 - the interface aiogram defines
-        chunk_size: int = 65536, raise_for_status: bool = True,
+        chunk_size: int = 65536,
+        raise_for_status: bool = True,
     ) -> AsyncGenerator[bytes, None]:
         yield b""
 
@@ -84,7 +85,10 @@ def stream(portal_id: int, count: int) -> list[Update]:
         return Update(
             update_id=update_id,
             callback_query=CallbackQuery(
-                id=str(update_id), from_user=PERSON, chat_instance="1", data=data,
+                id=str(update_id),
+                from_user=PERSON,
+                chat_instance="1",
+                data=data,
                 message=menu_message,
             ),
         )
@@ -97,7 +101,10 @@ def stream(portal_id: int, count: int) -> list[Update]:
                 Update(
                     update_id=number,
                     message=Message(
-                        message_id=number, date=MOMENT, chat=CHAT, from_user=PERSON,
+                        message_id=number,
+                        date=MOMENT,
+                        chat=CHAT,
+                        from_user=PERSON,
                         text="/portals",
                         entities=[{"type": "bot_command", "offset": 0, "length": 8}],
                     ),
@@ -130,26 +137,45 @@ def bare_dispatcher() -> Dispatcher:
 
 async def seed(session_factory: Any, people: int, departments: int) -> int:
     async with session_factory() as session:
-        portal = Portal(address="bench.example.ru", name="Bench", plan=Plan.STANDARD.value,
-                        is_head=False, ever_in_network=False, created_at=MOMENT)
+        portal = Portal(
+            address="bench.example.ru",
+            name="Bench",
+            plan=Plan.STANDARD.value,
+            is_head=False,
+            ever_in_network=False,
+            created_at=MOMENT,
+        )
         session.add(portal)
         await session.flush()
-        units = [Department(portal_id=portal.id, key=f"d{n}", name=f"Department {n}")
-                 for n in range(departments)]
+        units = [
+            Department(portal_id=portal.id, key=f"d{n}", name=f"Department {n}")
+            for n in range(departments)
+        ]
         session.add_all(units)
         await session.flush()
         for n in range(people):
             telegram_id = PERSON.id if n == 0 else None
-            person = Person(name=f"Person {n:05d}", name_folded=f"person {n:05d}",
-                            telegram_id=telegram_id, started_at=MOMENT, created_at=MOMENT)
+            person = Person(
+                name=f"Person {n:05d}",
+                name_folded=f"person {n:05d}",
+                telegram_id=telegram_id,
+                started_at=MOMENT,
+                created_at=MOMENT,
+            )
             session.add(person)
             await session.flush()
-            membership = Membership(person_id=person.id, portal_id=portal.id,
-                                    role=(Role.ADMIN if n == 0 else Role.EMPLOYEE).value)
+            membership = Membership(
+                person_id=person.id,
+                portal_id=portal.id,
+                role=(Role.ADMIN if n == 0 else Role.EMPLOYEE).value,
+            )
             session.add(membership)
             await session.flush()
-            await session.execute(membership_departments.insert().values(
-                membership_id=membership.id, department_id=units[n % departments].id))
+            await session.execute(
+                membership_departments.insert().values(
+                    membership_id=membership.id, department_id=units[n % departments].id
+                )
+            )
         await session.commit()
         return portal.id
 
@@ -199,6 +225,4 @@ if __name__ == "__main__":
     parser.add_argument("--departments", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=5)
     arguments = parser.parse_args()
-    asyncio.run(
-        main(arguments.updates, arguments.people, arguments.departments, arguments.rounds)
-    )
+    asyncio.run(main(arguments.updates, arguments.people, arguments.departments, arguments.rounds))

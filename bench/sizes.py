@@ -25,8 +25,8 @@ from typing import Any
 from aiogram import Bot, Dispatcher
 from aiogram.methods import EditMessageText, SendMessage, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import CallbackQuery, Message, Update
-from sqlalchemy import event, select
+from aiogram.types import CallbackQuery, Message, MessageEntity, Update
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.dataset import BRANCH_ID, SEARCH_TEXT, SIZES, Size, build, sqlite_url
@@ -34,7 +34,6 @@ from bench.per_update import BOT_USER, CHAT, MOMENT, PERSON, TOKEN, LocalSession
 from bot.app import create_dispatcher
 from bot.config import load_settings
 from storage.db import create_engine, create_session_factory
-from storage.models import StaffQuery
 
 PAGER = re.compile(r"^(\d+)/(\d+)$")
 
@@ -54,7 +53,7 @@ class WatchedSession(LocalSession):
         timeout: int | None = None,  # noqa: ASYNC109 - aiogram's signature
     ) -> TelegramType:
         if isinstance(method, SendMessage | EditMessageText):
-            self.text = method.text
+            self.text = method.text or ""
             self.pages = 1
             markup = method.reply_markup
             for row in getattr(markup, "inline_keyboard", None) or []:
@@ -83,7 +82,6 @@ class Subject:
     bot: Bot
     session: WatchedSession
     counter: StatementCounter
-    query_id: int = 0
     seconds: dict[str, list[float]] = field(default_factory=dict)
     statements: dict[str, list[int]] = field(default_factory=dict)
 
@@ -102,7 +100,7 @@ def command(text: str) -> Update:
             chat=CHAT,
             from_user=PERSON,
             text=text,
-            entities=[{"type": "bot_command", "offset": 0, "length": len(name)}],
+            entities=[MessageEntity(type="bot_command", offset=0, length=len(name))],
         ),
     )
 
@@ -133,7 +131,9 @@ VIEWS = [
     View("search (/staff text)", lambda _, page: command(f"/staff {SEARCH_TEXT}"), paged=False),
     View(
         "search, a later page",
-        lambda subject, page: tap(f"sp:{BRANCH_ID}:{page}:{subject.query_id}"),
+        # A search this short travels in its buttons; a long one is stored, and costs one
+        # statement more on each later page.
+        lambda subject, page: tap(f"sf:{BRANCH_ID}:{page}:{SEARCH_TEXT}"),
     ),
     View("structure page", lambda subject, page: tap(f"tp:{BRANCH_ID}:{page}")),
 ]
@@ -170,11 +170,6 @@ async def open_subject(size: Size, path: Path) -> Subject:
         session=session,
         counter=counter,
     )
-    # A search is stored when made; its later pages name it by id.
-    await feed(subject, command(f"/staff {SEARCH_TEXT}"))
-    async with session_factory() as db:
-        stored = await db.execute(select(StaffQuery.id).order_by(StaffQuery.id.desc()).limit(1))
-        subject.query_id = int(stored.scalar_one())
     return subject
 
 

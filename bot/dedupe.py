@@ -22,6 +22,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from services.clock import Clock
+from services.searches import forget_old_searches
 from storage.connectivity import backoff_delays, describe_error, is_outage
 from storage.models import ProcessedUpdate
 
@@ -57,11 +58,16 @@ async def claim_update(
 
 
 async def prune_updates(session_factory: async_sessionmaker[AsyncSession], now: datetime) -> int:
-    """Forget the ids of updates older than RETENTION; returns how many were forgotten."""
+    """Forget the ids of updates older than RETENTION, and searches older than their lifetime.
+
+    Returns how many update ids were forgotten. Old searches go here, in the hourly job, rather
+    than as each new search is stored, which would cost a statement in that update.
+    """
     async with session_factory() as session:
         result = await session.execute(
             delete(ProcessedUpdate).where(ProcessedUpdate.received_at < now - RETENTION)
         )
+        await forget_old_searches(session, now)
         await session.commit()
     return int(getattr(result, "rowcount", 0) or 0)
 
@@ -97,7 +103,7 @@ class DedupeMiddleware(BaseMiddleware):
 
 
 class UpdatePruner:
-    """The scheduled job that forgets old update ids."""
+    """The scheduled job that forgets old update ids and old searches."""
 
     def __init__(self, session_factory: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self.session_factory = session_factory
@@ -121,7 +127,7 @@ class UpdatePruner:
 def install_dedupe(
     dispatcher: Dispatcher, session_factory: async_sessionmaker[AsyncSession], clock: Clock
 ) -> None:
-    """Claim every update before it is handled, and prune old claims every hour."""
+    """Claim every update before it is handled; prune old claims and searches every hour."""
     dispatcher.update.outer_middleware(DedupeMiddleware(session_factory, clock))
     pruner = UpdatePruner(session_factory, clock)
 

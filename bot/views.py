@@ -181,7 +181,7 @@ StructureLine = TreeLine | tuple[str, str]
 
 # Where the pages of trees drawn lately begin, by the tree (kept, so its id stays its own) and
 # the last line, which alone differs by language.
-MEASURED_TREES_KEPT = 64
+MEASURED_TREES_KEPT = 16
 _measured: OrderedDict[tuple[int, str], tuple[StructureTree, list[int]]] = OrderedDict()
 
 

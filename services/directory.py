@@ -9,17 +9,18 @@ from typing import Any
 from sqlalchemy import (
     CompoundSelect,
     Integer,
+    ScalarSelect,
     Select,
     bindparam,
+    event,
     func,
     literal,
     null,
     select,
-    true,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import aliased
+from sqlalchemy.orm import Session, SessionTransaction, aliased
 
 from domain.rules import Role
 from domain.structure import DepartmentFacts, StructureTree, tree_from_counts
@@ -90,16 +91,20 @@ def _matching(searching: bool) -> Select[int]:
     return statement
 
 
-@cache
-def _staff_statement() -> Select[Any]:
-    # The total comes from the portal's index alone, and the page's people are sorted on name
-    # and id only; the rest of their details are read for the page's rows.
-    counted = (
-        select(func.count().label("total"))
+def _staff_count() -> ScalarSelect[int]:
+    """How many are on the staff of `portal_id`, from the portal's index alone."""
+    return (
+        select(func.count())
         .select_from(Membership)
         .where(Membership.portal_id == bindparam("portal_id"))
-        .subquery()
+        .scalar_subquery()
     )
+
+
+@cache
+def _staff_statement() -> Select[Any]:
+    # The page's people are sorted on name and id only, and the rest of their details read for
+    # the page's rows alone.
     listed = (
         _matching(False)
         .add_columns(Person.name_folded, Person.id.label("person_id"))
@@ -112,22 +117,27 @@ def _staff_statement() -> Select[Any]:
     shown_person = aliased(Person)
     return (
         select(
-            counted.c.total,
+            _staff_count().label("total"),
             listed.c.id,
             shown_person.name,
             shown_membership.role,
             shown_membership.position,
             Department.name.label("department"),
         )
-        .select_from(counted)
-        # Joined to the count, so a page past the end still brings the total back.
-        .outerjoin(listed, true())
+        .select_from(listed)
+        # Outer joins, though each row has its membership and person, keep the page first in
+        # SQLite's plan, sorted once as it streams, rather than stored and joined after.
         .outerjoin(shown_membership, shown_membership.id == listed.c.id)
         .outerjoin(shown_person, shown_person.id == listed.c.person_id)
         .outerjoin(membership_departments, membership_departments.c.membership_id == listed.c.id)
         .outerjoin(Department, Department.id == membership_departments.c.department_id)
         .order_by(listed.c.name_folded, listed.c.person_id, Department.name)
     )
+
+
+@cache
+def _staff_count_statement() -> Select[int]:
+    return select(_staff_count())
 
 
 @cache
@@ -172,7 +182,11 @@ async def _staff_rows(
     }
     if not search:
         rows = (await session.execute(_staff_statement(), values)).all()
-        return _gathered(row for row in rows if row.id is not None), int(rows[0].total)
+        if rows:
+            return _gathered(rows), int(rows[0].total)
+        # Only a page past the end has no rows, and needs the total read alone.
+        count = await session.execute(_staff_count_statement(), values)
+        return [], int(count.scalar_one())
 
     values["pattern"] = like_pattern(search)
     rows = (await session.execute(_found_statement(), values)).all()
@@ -198,27 +212,37 @@ def _gathered(rows: Iterable[Any]) -> list[StaffRow]:
     return list(gathered.values())
 
 
-async def structure(session: AsyncSession, portal_id: int) -> StructureTree:
-    """The whole department tree of a portal, in one statement.
+async def structure(session: AsyncSession, portal_id: int, version: int) -> StructureTree:
+    """The whole department tree of a portal: the one drawn lately, or read in one statement.
+
+    `version` is the portal's structure_version as this transaction read it (it comes with the
+    person's portals, in the update's first statement). The database raises the number on
+    every change to what the tree shows, made anywhere, so a tree drawn at the same number is
+    the same tree and costs no statement. A change made in this same transaction may not be
+    drawn: on PostgreSQL the number moves only when the transaction commits.
 
     The placements are counted in SQL: the statement brings a row per department, one per
     department with the number of people placed in it alone, one per placement of the few
     placed in several, and the total. Rows of different shapes come back in one round trip
     through UNION ALL with a kind column, which on SQLite costs more than the query itself.
     """
-    # Limitation: every tap reads all the portal's placements (counted in SQL, in one statement);
-    # only the drawing is reused, since no column tells cheaply that the tree is unchanged.
-    result = await session.execute(_structure_statement(), {"portal_id": portal_id})
-    # Plain tuples compare at C speed, which the check against the last drawing relies on.
-    rows = [tuple(row) for row in result]
-    drawn = _drawn.get(portal_id)
-    if drawn is not None and drawn[0] == rows:
-        _drawn.move_to_end(portal_id)
+    key = (str(session.get_bind().engine.url), portal_id)
+    drawn = _drawn.get(key)
+    if drawn is not None and drawn[0] == version:
+        _drawn.move_to_end(key)
         return drawn[1]
-    tree = _tree_of(rows)
-    _drawn[portal_id] = (rows, tree)
-    if len(_drawn) > DRAWN_TREES_KEPT:
-        _drawn.popitem(last=False)
+    # Limitation: the first tap after any change to the portal's structure, and the first on
+    # an instance that has not drawn it lately (DRAWN_TREES_KEPT), read all its placements.
+    result = await session.execute(_structure_statement(), {"portal_id": portal_id})
+    tree = _tree_of([tuple(row) for row in result])
+    # The rows are never older than `version`: it was read before them in this transaction, and
+    # a trigger raises it in the same transaction as the change it counts, so any change that
+    # the number counts was committed before the rows were read (on PostgreSQL, whose READ
+    # COMMITTED gives each statement a newer snapshot) or is in the same snapshot (SQLite).
+    # Rows newer than the number are harmless: the next update reads a higher one and misses.
+    # They are kept only once this transaction commits, so rows with changes of its own that
+    # are then rolled back never stand for a number that another change may reach.
+    session.info.setdefault(_DRAWN_AT_COMMIT, {})[key] = (version, tree)
     return tree
 
 
@@ -268,11 +292,30 @@ def _structure_statement() -> CompoundSelect[Any]:
     return union_all(departments, alone, shared, total)
 
 
-# The trees drawn lately, by portal, with the rows each was drawn from. One is reused only when
-# the statement brings back equal rows, so a change made anywhere (another instance, an import,
-# a sync) is drawn on the very next tap; what it spares is the drawing, never the statement.
-DRAWN_TREES_KEPT = 64
-_drawn: OrderedDict[int, tuple[list[tuple[Any, ...]], StructureTree]] = OrderedDict()
+# The trees drawn lately, by database and portal, with the structure version each was drawn
+# at, and those read in transactions still open (by session), kept when theirs commits.
+DRAWN_TREES_KEPT = 16
+_drawn: OrderedDict[tuple[str, int], tuple[int, StructureTree]] = OrderedDict()
+_DRAWN_AT_COMMIT = "branchbot.drawn_at_commit"
+
+
+@event.listens_for(Session, "after_commit")
+def _keep_trees_drawn(session: Session) -> None:
+    drawn_here: dict[tuple[str, int], tuple[int, StructureTree]] = session.info.pop(
+        _DRAWN_AT_COMMIT, {}
+    )
+    for key, drawn in drawn_here.items():
+        _drawn[key] = drawn
+        _drawn.move_to_end(key)
+    while len(_drawn) > DRAWN_TREES_KEPT:
+        _drawn.popitem(last=False)
+
+
+@event.listens_for(Session, "after_transaction_end")
+def _forget_trees_drawn(session: Session, _transaction: SessionTransaction) -> None:
+    # After a commit they are kept already; after a rollback, or a savepoint's end, they may
+    # hold changes that never were.
+    session.info.pop(_DRAWN_AT_COMMIT, None)
 
 
 def _tree_of(rows: Sequence[tuple[Any, ...]]) -> StructureTree:

@@ -44,6 +44,8 @@ class MyPortal:
     demo_until: datetime | None
     incompatible_until: datetime | None
     ever_in_network: bool
+    # Raised by the database on every change to what its structure page shows.
+    structure_version: int
     # Linked to its Bitrix24, whose staff and structure it follows.
     is_linked: bool = False
 
@@ -337,6 +339,8 @@ def folded_name(column: Any, dialect: str) -> ColumnElement[str]:
     if dialect == "sqlite":
         # Registered on every SQLite connection (storage/db.py): SQLite's lower() is ASCII only.
         return func.casefold(column, type_=column.type)
+    # Limitation: lower() folds a few letters (such as ß) unlike casefold, so on PostgreSQL
+    # such names may sit elsewhere in the list than Python's order would put them.
     return func.lower(column, type_=column.type).collate("C")
 
 
@@ -435,6 +439,7 @@ def _my_portal(portal: Portal, role: str) -> MyPortal:
         demo_until=portal.demo_until,
         incompatible_until=portal.incompatible_until,
         ever_in_network=portal.ever_in_network,
+        structure_version=portal.structure_version,
         is_linked=portal.is_linked,
     )
 

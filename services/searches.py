@@ -1,4 +1,7 @@
-"""Staff searches kept on the server, so that paging any query fits in callback data."""
+"""Staff searches kept on the server, so that paging a query too long for callback data works.
+
+Searches short enough travel in the page buttons themselves (bot/keyboards/callbacks.py).
+"""
 
 from datetime import datetime, timedelta
 
@@ -14,12 +17,7 @@ MAX_SEARCH_LENGTH = 1000
 async def remember_search(
     session: AsyncSession, person_id: int, portal_id: int, text: str, now: datetime
 ) -> int:
-    """Store the search and return its id; a person's searches older than a week are dropped."""
-    await session.execute(
-        delete(StaffQuery).where(
-            StaffQuery.person_id == person_id, StaffQuery.created_at < now - SEARCH_LIFETIME
-        )
-    )
+    """Store the search and return its id; it is forgotten a week later (`forget_old_searches`)."""
     query = StaffQuery(
         person_id=person_id, portal_id=portal_id, text=text[:MAX_SEARCH_LENGTH], created_at=now
     )
@@ -40,3 +38,11 @@ async def recall_search(
         )
     )
     return result.scalar_one_or_none()
+
+
+async def forget_old_searches(session: AsyncSession, now: datetime) -> int:
+    """Drop the searches older than SEARCH_LIFETIME; returns how many were dropped."""
+    result = await session.execute(
+        delete(StaffQuery).where(StaffQuery.created_at < now - SEARCH_LIFETIME)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)

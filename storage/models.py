@@ -52,6 +52,9 @@ class Portal(Base):
     ever_in_network: Mapped[bool] = mapped_column(Boolean, default=False)
     incompatible_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Raised by database triggers (migration 0003) whenever anything its structure page shows
+    # changes, whoever writes it, so a drawn tree can be reused while the number stands.
+    structure_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # Whether the portal is linked to its Bitrix24 (a `portal_links` row), read in the same
     # statement as the portal; the table is named lightly since PortalLink is defined below.
     is_linked: Mapped[bool] = column_property(
@@ -144,7 +147,7 @@ class Department(Base):
         ForeignKey("departments.id", ondelete="SET NULL"), index=True
     )
     head_person_id: Mapped[int | None] = mapped_column(
-        ForeignKey("people.id", ondelete="SET NULL")
+        ForeignKey("people.id", ondelete="SET NULL"), index=True
     )
     # The department's id on the portal's Bitrix24, for departments that a sync brought in.
     external_id: Mapped[str | None] = mapped_column(String(32))

@@ -1,12 +1,15 @@
 """Every everyday flow end to end: the real bot over HTTP against the Bot API stand-in."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import delete, select
 
-from storage.models import Invite, Membership, Person, Portal
+from bot.dedupe import prune_updates
+from services.searches import SEARCH_LIFETIME
+from storage.models import Invite, Membership, Person, Portal, StaffQuery
 
 EXAMPLE = json.loads((Path(__file__).parents[1] / "examples" / "network.json").read_text())
 
@@ -153,37 +156,114 @@ async def test_staff_lists_and_searches_show_names_literally(bot) -> None:
     assert "Nobody's name contains that text." in (await api.reply(sophie)).text
 
 
+async def add_sales_staff(bot, address: str, count: int, name: str) -> int:
+    async with bot.session_factory() as session:
+        portal = await portal_id(bot, address)
+        for number in range(count):
+            full_name = f"{name} {number:02d}"
+            person = Person(
+                name=full_name, name_folded=full_name.casefold(), created_at=bot.clock()
+            )
+            session.add(person)
+            await session.flush()
+            session.add(Membership(person_id=person.id, portal_id=portal, role="employee"))
+        await session.commit()
+    return portal
+
+
+async def stored_searches(bot) -> int:
+    # The reply goes out before the update's transaction commits.
+    await bot.settle()
+    async with bot.session_factory() as session:
+        return len((await session.scalars(select(StaffQuery.id))).all())
+
+
 async def test_a_long_search_pages_through_server_side_state(bot) -> None:
     api = bot.api
     sophie = api.user(SOPHIE, "Sophie", language_code="en")
-    async with bot.session_factory() as session:
-        spb = await portal_id(bot, "spb.acme.ru")
-        for number in range(45):
-            name = f"Сотрудник отдела продаж {number:02d}"
-            person = Person(name=name, name_folded=name.casefold(), created_at=bot.clock())
-            session.add(person)
-            await session.flush()
-            session.add(Membership(person_id=person.id, portal_id=spb, role="employee"))
-        await session.commit()
+    await add_sales_staff(
+        bot, "spb.acme.ru", 45, "Сотрудник отдела продаж и обслуживания клиентов"
+    )
     await api.send(sophie, "/staff")
     await api.tap(sophie, await api.reply(sophie), "Acme St Petersburg")
     await api.reply(sophie)
 
-    # Far longer than callback data could carry: the pages still work.
-    query = "сотрудник отдела продаж"
+    # Far longer than callback data could carry: kept on the server, the pages still work.
+    query = "сотрудник отдела продаж и обслуживания"
     await api.send(sophie, f"/staff {query}")
     first = await api.reply(sophie)
     assert first.text.startswith(f"Acme St Petersburg · 45 people found for “{query}”")
+    assert await stored_searches(bot) == 1
     await api.tap(sophie, first, "▶️")
     second = await api.reply(sophie)
-    assert "21. Сотрудник отдела продаж 20" in second.text
+    assert "21. Сотрудник отдела продаж и обслуживания клиентов 20" in second.text
     await api.tap(sophie, second, "▶️")
     third = await api.reply(sophie)
-    assert "45. Сотрудник отдела продаж 44" in third.text and "▶️" not in third.button_texts()
+    assert "45. Сотрудник отдела продаж и обслуживания клиентов 44" in third.text
+    assert "▶️" not in third.button_texts()
+
+    # Once forgotten, its pages say so rather than showing something else.
+    async with bot.session_factory() as session:
+        await session.execute(delete(StaffQuery))
+        await session.commit()
+    query_id = await api.tap(sophie, third, "◀️")
+    assert (await api.wait_answered(query_id)).text == "This search is out of date: run it again."
 
     await api.send(sophie, "/staff " + "очень длинный запрос " * 150)
     nothing = await api.reply(sophie)
     assert "0 people found" in nothing.text and "Nobody's name contains" in nothing.text
+
+
+async def test_a_short_search_travels_in_its_buttons(bot) -> None:
+    api = bot.api
+    sophie = api.user(SOPHIE, "Sophie", language_code="en")
+    spb = await add_sales_staff(bot, "spb.acme.ru", 45, "Продавец")
+    await api.send(sophie, "/staff")
+    await api.tap(sophie, await api.reply(sophie), "Acme St Petersburg")
+    await api.reply(sophie)
+
+    await api.send(sophie, "/staff продавец")
+    first = await api.reply(sophie)
+    assert first.text.startswith("Acme St Petersburg · 45 people found for “продавец”")
+    await api.tap(sophie, first, "▶️")
+    second = await api.reply(sophie)
+    assert "21. Продавец 20" in second.text and "page 2 of 3" in second.text
+    assert f"sf:{spb}:2:продавец" in [
+        b.get("callback_data") for row in second.buttons() for b in row
+    ]
+    # Nothing was stored, so nothing can go out of date.
+    assert await stored_searches(bot) == 0
+
+    # The text in a button is untrusted like any search: wildcards match only themselves,
+    # and another portal's staff stays out of reach.
+    await api.press(sophie, second, f"sf:{spb}:0:%", check=False)
+    assert "0 people found for “%”" in (await api.reply(sophie)).text
+    async with bot.session_factory() as session:
+        elsewhere = Portal(
+            address="other.example.ru", name="Other", plan="basic", created_at=bot.clock()
+        )
+        session.add(elsewhere)
+        await session.commit()
+        other = elsewhere.id
+    query_id = await api.press(sophie, second, f"sf:{other}:0:продавец", check=False)
+    assert (await api.wait_answered(query_id)).text == "No portal of yours has that address."
+
+
+async def test_old_searches_are_forgotten_by_the_hourly_job(bot) -> None:
+    api = bot.api
+    sophie = api.user(SOPHIE, "Sophie", language_code="en")
+    await add_sales_staff(bot, "spb.acme.ru", 25, "Специалист по работе с ключевыми клиентами")
+    await api.send(sophie, "/staff")
+    await api.tap(sophie, await api.reply(sophie), "Acme St Petersburg")
+    await api.reply(sophie)
+    await api.send(sophie, "/staff специалист по работе с ключевыми")
+    await api.reply(sophie)
+    assert await stored_searches(bot) == 1
+
+    await prune_updates(bot.session_factory, bot.clock() + SEARCH_LIFETIME - timedelta(hours=1))
+    assert await stored_searches(bot) == 1
+    await prune_updates(bot.session_factory, bot.clock() + SEARCH_LIFETIME + timedelta(hours=1))
+    assert await stored_searches(bot) == 0
 
 
 async def test_invite_round_trip(bot) -> None:

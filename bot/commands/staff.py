@@ -12,11 +12,17 @@ from bot import views
 from bot.access import PortalAccess, current_access, member_access, refusal_text
 from bot.commands.choose import current_or_ask
 from bot.keyboards import builders
-from bot.keyboards.callbacks import PortalAction, PortalTap, StaffPageTap
+from bot.keyboards.callbacks import (
+    PortalAction,
+    PortalTap,
+    SearchPageTap,
+    StaffPageTap,
+    search_travels,
+)
 from bot.ui import acknowledge, show
 from domain.rules import MenuItem, Refusal
 from services.directory import staff_page
-from services.searches import recall_search, remember_search
+from services.searches import MAX_SEARCH_LENGTH, recall_search, remember_search
 from storage.models import Person
 
 
@@ -24,15 +30,25 @@ async def show_staff(
     event: Message | CallbackQuery,
     session: AsyncSession,
     access: PortalAccess,
+    person: Person,
     page: int,
     search: str | None,
     query_id: int,
+    now: datetime,
 ) -> None:
     listing = await staff_page(session, access.portal.id, page, search)
+    carried = None
+    if search is not None and listing.pages > 1 and not query_id:
+        if search_travels(access.portal.id, listing.pages, search):
+            carried = search
+        else:
+            # Too long for callback data: kept on the server, and the pages name it by id.
+            # Limitation: each later page of such a search costs a statement more (its recall).
+            query_id = await remember_search(session, person.id, access.portal.id, search, now)
     await show(
         event,
         views.staff_page(access.portal.name, listing, search),
-        builders.staff_pages(access.portal.id, listing.page, listing.pages, query_id),
+        builders.staff_pages(access.portal.id, listing.page, listing.pages, query_id, carried),
     )
 
 
@@ -50,15 +66,16 @@ async def staff_command(
     if access is None or person is None:
         return
 
-    search = (command.args or "").strip() or None
-    query_id = 0
-    if search is not None:
-        query_id = await remember_search(session, person.id, access.portal.id, search, now)
-    await show_staff(message, session, access, 0, search, query_id)
+    search = (command.args or "").strip()[:MAX_SEARCH_LENGTH] or None
+    await show_staff(message, session, access, person, 0, search, 0, now)
 
 
 async def staff_from_menu(
-    callback: CallbackQuery, callback_data: PortalTap, session: AsyncSession, person: Person | None
+    callback: CallbackQuery,
+    callback_data: PortalTap,
+    session: AsyncSession,
+    person: Person | None,
+    now: datetime,
 ) -> None:
     """The staff item of the branch menu."""
     access = await member_access(session, person, callback_data.portal_id)
@@ -67,7 +84,7 @@ async def staff_from_menu(
         return
     if person.current_portal_id is None:
         person.current_portal_id = access.portal.id
-    await show_staff(callback, session, access, 0, None, 0)
+    await show_staff(callback, session, access, person, 0, None, 0, now)
     await acknowledge(callback)
 
 
@@ -76,20 +93,41 @@ async def staff_page_tap(
     callback_data: StaffPageTap,
     session: AsyncSession,
     person: Person | None,
+    now: datetime,
 ) -> None:
-    """Another page of the staff list or of a search."""
+    """Another page of the staff list or of a search kept on the server."""
     access = await member_access(session, person, callback_data.portal_id)
     if access is None or person is None:
         await acknowledge(callback, refusal_text(Refusal.NOT_VISIBLE), alert=True)
         return
 
     search = None
-    if callback_data.query_id:
-        search = await recall_search(session, callback_data.query_id, person.id, access.portal.id)
+    query_id = callback_data.query_id
+    if query_id:
+        search = await recall_search(session, query_id, person.id, access.portal.id)
         if search is None:
             await acknowledge(callback, _("This search is out of date: run it again."), True)
             return
-    await show_staff(callback, session, access, callback_data.page, search, callback_data.query_id)
+    await show_staff(callback, session, access, person, callback_data.page, search, query_id, now)
+    await acknowledge(callback)
+
+
+async def search_page_tap(
+    callback: CallbackQuery,
+    callback_data: SearchPageTap,
+    session: AsyncSession,
+    person: Person | None,
+    now: datetime,
+) -> None:
+    """Another page of a search whose text came in the button."""
+    access = await member_access(session, person, callback_data.portal_id)
+    if access is None or person is None:
+        await acknowledge(callback, refusal_text(Refusal.NOT_VISIBLE), alert=True)
+        return
+
+    # The text is as untrusted as any typed search, and searched for in the same way.
+    search = callback_data.text.strip()[:MAX_SEARCH_LENGTH] or None
+    await show_staff(callback, session, access, person, callback_data.page, search, 0, now)
     await acknowledge(callback)
 
 
@@ -101,4 +139,5 @@ def create_router() -> Router:
         staff_from_menu, PortalTap.filter(F.action == PortalAction.STAFF)
     )
     router.callback_query.register(staff_page_tap, StaffPageTap.filter())
+    router.callback_query.register(search_page_tap, SearchPageTap.filter())
     return router

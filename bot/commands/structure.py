@@ -19,7 +19,7 @@ from storage.models import Person
 async def show_structure(
     event: Message | CallbackQuery, session: AsyncSession, access: PortalAccess, page: int
 ) -> None:
-    tree = await structure(session, access.portal.id)
+    tree = await structure(session, access.portal.id, access.portal.structure_version)
     text, pages = views.structure_page(access.portal.name, tree, page)
     page = min(max(page, 0), pages - 1)
     await show(event, text, builders.structure_pages(access.portal.id, page, pages))

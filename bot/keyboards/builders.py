@@ -22,6 +22,7 @@ from bot.keyboards.callbacks import (
     PortalAction,
     PortalListPage,
     PortalTap,
+    SearchPageTap,
     StaffPageTap,
     StructurePageTap,
 )
@@ -196,14 +197,18 @@ def back_to_portal(portal_id: int) -> InlineKeyboardButton:
     )
 
 
-def staff_pages(portal_id: int, page: int, pages: int, query_id: int) -> InlineKeyboardMarkup:
+def staff_pages(
+    portal_id: int, page: int, pages: int, query_id: int = 0, search: str | None = None
+) -> InlineKeyboardMarkup:
+    """The pager of the staff list; a search goes by its stored id or, if given, its text."""
+
+    def page_tap(number: int) -> CallbackData:
+        if search is not None:
+            return SearchPageTap(portal_id=portal_id, page=number, text=search)
+        return StaffPageTap(portal_id=portal_id, page=number, query_id=query_id)
+
     builder = InlineKeyboardBuilder()
-    pager_row(
-        builder,
-        page,
-        pages,
-        lambda number: StaffPageTap(portal_id=portal_id, page=number, query_id=query_id),
-    )
+    pager_row(builder, page, pages, page_tap)
     builder.row(back_to_portal(portal_id))
     return builder.as_markup()
 

@@ -27,7 +27,26 @@ class PortalTap(CallbackData, prefix="p"):
 class StaffPageTap(CallbackData, prefix="sp"):
     portal_id: int
     page: int
+    # A search kept on the server (services/searches.py), when its text is too long to travel.
     query_id: int = 0
+
+
+class SearchPageTap(CallbackData, prefix="sf"):
+    """A page of a search whose text travels in the button itself, so nothing is stored."""
+
+    portal_id: int
+    page: int
+    text: str
+
+
+def search_travels(portal_id: int, pages: int, text: str) -> bool:
+    """Whether the buttons of every page of a search can carry its text within 64 bytes."""
+    try:
+        # The last page has the longest number; aiogram refuses the separator and the length.
+        SearchPageTap(portal_id=portal_id, page=max(pages - 1, 0), text=text).pack()
+    except ValueError:
+        return False
+    return True
 
 
 class StructurePageTap(CallbackData, prefix="tp"):
