@@ -84,9 +84,7 @@ class Database:
                 or 0
                 for table in tables
             }
-            links = await session.scalar(
-                select(func.count()).select_from(membership_departments)
-            )
+            links = await session.scalar(select(func.count()).select_from(membership_departments))
         return counts | {"membership_departments": links or 0}
 
     async def portal(self, address: str) -> Portal:
@@ -366,10 +364,7 @@ async def test_bot_side_state_is_untouched(db: Database) -> None:
     started = NOW + timedelta(hours=1)
 
     async with db.sessions() as session:
-        people = {
-            person.name: person
-            for person in (await session.scalars(select(Person))).all()
-        }
+        people = {person.name: person for person in (await session.scalars(select(Person))).all()}
         anna, boris, ivan = people["Anna Petrova"], people["Boris Ivanov"], people["Иван Морозов"]
         anna.telegram_language = "en-GB"
         anna.started_at = started
@@ -399,9 +394,7 @@ async def test_bot_side_state_is_untouched(db: Database) -> None:
                 not_before=NOW,
             )
         )
-        session.add(
-            AuditEntry(at=NOW, actor="bot", action="connect", details="", outcome="ok")
-        )
+        session.add(AuditEntry(at=NOW, actor="bot", action="connect", details="", outcome="ok"))
         await session.commit()
 
     data = example()
@@ -600,8 +593,12 @@ async def test_network_rules_against_the_database(db: Database) -> None:
     # A branch may join a head the file does not list.
     omsk = {
         "portals": [
-            {"address": "omsk.acme.ru", "name": "Acme Omsk", "plan": "basic",
-             "network": "acme.bitrix24.ru"}
+            {
+                "address": "omsk.acme.ru",
+                "name": "Acme Omsk",
+                "plan": "basic",
+                "network": "acme.bitrix24.ru",
+            }
         ]
     }
     summary = await db.load(omsk)
@@ -667,9 +664,7 @@ async def test_a_file_refused_by_the_database_writes_nothing(database_url: str) 
         portal_entry(data, "spb.acme.ru")["network"] = "elsewhere.ru"
         before = await db.row_counts()
 
-        assert await db.refused(data) == [
-            'portals[1].network: no such head portal "elsewhere.ru"'
-        ]
+        assert await db.refused(data) == ['portals[1].network: no such head portal "elsewhere.ru"']
         assert await db.row_counts() == before == dict.fromkeys(before, 0)
     finally:
         await engine.dispose()
@@ -678,16 +673,26 @@ async def test_a_file_refused_by_the_database_writes_nothing(database_url: str) 
 def test_the_domain_example_names_the_place_of_a_missing_portal() -> None:
     data = {
         "portals": [
-            {"address": "acme.bitrix24.ru", "name": "Acme HQ", "plan": "enterprise",
-             "role": "head"},
+            {
+                "address": "acme.bitrix24.ru",
+                "name": "Acme HQ",
+                "plan": "enterprise",
+                "role": "head",
+            },
         ],
         "people": [
-            {"telegram_id": 1001, "name": "Anna Petrova",
-             "memberships": [{"portal": "acme.bitrix24.ru", "role": "admin"}]},
+            {
+                "telegram_id": 1001,
+                "name": "Anna Petrova",
+                "memberships": [{"portal": "acme.bitrix24.ru", "role": "admin"}],
+            },
             {"telegram_id": 1002, "name": "Boris Ivanov"},
             {"name": "Vera Sokolova", "email": "vera@acme.ru"},
-            {"telegram_id": 1004, "name": "Gleb",
-             "memberships": [{"portal": "https://SPB.acme.ru/", "role": "employee"}]},
+            {
+                "telegram_id": 1004,
+                "name": "Gleb",
+                "memberships": [{"portal": "https://SPB.acme.ru/", "role": "employee"}],
+            },
         ],
     }
 
@@ -697,15 +702,34 @@ def test_the_domain_example_names_the_place_of_a_missing_portal() -> None:
 def test_every_problem_is_listed_at_its_place() -> None:
     data = {
         "portals": [
-            {"address": "acme.bitrix24.ru", "name": "Acme HQ", "plan": "professional",
-             "role": "head"},
+            {
+                "address": "acme.bitrix24.ru",
+                "name": "Acme HQ",
+                "plan": "professional",
+                "role": "head",
+            },
             {"address": "spb.acme.ru", "name": "", "plan": "gold", "nmae": "typo"},
-            {"address": "kzn.acme.ru", "name": "Kazan", "plan": "free", "role": "branch",
-             "network": "nsk.acme.ru", "demo_until": "2027-01-01T00:00:00"},
-            {"address": "nsk.acme.ru", "name": "N" * 201, "plan": "basic",
-             "demo_until": "2027-01-01T00:00:00Z"},
-            {"address": "msk.acme.ru", "name": "Moscow", "plan": "enterprise", "role": "head",
-             "network": "acme.bitrix24.ru"},
+            {
+                "address": "kzn.acme.ru",
+                "name": "Kazan",
+                "plan": "free",
+                "role": "branch",
+                "network": "nsk.acme.ru",
+                "demo_until": "2027-01-01T00:00:00",
+            },
+            {
+                "address": "nsk.acme.ru",
+                "name": "N" * 201,
+                "plan": "basic",
+                "demo_until": "2027-01-01T00:00:00Z",
+            },
+            {
+                "address": "msk.acme.ru",
+                "name": "Moscow",
+                "plan": "enterprise",
+                "role": "head",
+                "network": "acme.bitrix24.ru",
+            },
             "oops",
         ],
         "departments": [
@@ -719,24 +743,41 @@ def test_every_problem_is_listed_at_its_place() -> None:
             {"portal": "acme.bitrix24.ru", "id": 5, "name": "Five"},
         ],
         "people": [
-            {"telegram_id": 1001, "name": "Anna", "language": "de", "username": "a b",
-             "memberships": [
-                 {"portal": "kzn.acme.ru", "role": "admin"},
-                 {"portal": "https://KZN.acme.ru/", "role": "employee"},
-                 {"portal": "acme.bitrix24.ru", "role": "owner", "department": ["it", "it"]},
-             ]},
+            {
+                "telegram_id": 1001,
+                "name": "Anna",
+                "language": "de",
+                "username": "a b",
+                "memberships": [
+                    {"portal": "kzn.acme.ru", "role": "admin"},
+                    {"portal": "https://KZN.acme.ru/", "role": "employee"},
+                    {"portal": "acme.bitrix24.ru", "role": "owner", "department": ["it", "it"]},
+                ],
+            },
             {"telegram_id": -5, "name": "Boris", "email": "boris@", "phone": "call me"},
-            {"telegram_id": "1003", "email": "VERA@acme.ru",
-             "memberships": [{"portal": "acme.bitrix24.ru", "role": "employee",
-                              "department": "nope", "title": "x"}]},
+            {
+                "telegram_id": "1003",
+                "email": "VERA@acme.ru",
+                "memberships": [
+                    {
+                        "portal": "acme.bitrix24.ru",
+                        "role": "employee",
+                        "department": "nope",
+                        "title": "x",
+                    }
+                ],
+            },
             {"name": "Vera", "email": "vera@acme.ru", "memberships": {}},
             {"name": "Lonely"},
             {"name": "Ivan", "memberships": [{"portal": "acme.bitrix24.ru", "role": "employee"}]},
             {"name": "Ivan", "memberships": [{"portal": "acme.bitrix24.ru", "role": "employee"}]},
             {"name": "Phone one", "phone": "+7 900 000-00-01"},
             {"name": "Phone two", "phone": "+79000000001"},
-            {"telegram_id": 1.5, "name": "Float",
-             "memberships": [{"portal": "http://acme.bitrix24.ru", "role": "employee"}]},
+            {
+                "telegram_id": 1.5,
+                "name": "Float",
+                "memberships": [{"portal": "http://acme.bitrix24.ru", "role": "employee"}],
+            },
         ],
         "peoples": [],
     }
@@ -769,7 +810,7 @@ def test_every_problem_is_listed_at_its_place() -> None:
         'people[1].phone: "call me" is not a phone number',
         "people[2].name: is required",
         "people[2].telegram_id: must be a whole number, not a string",
-        'people[2].memberships[0].title: unknown key; expected portal, role, position, department',
+        "people[2].memberships[0].title: unknown key; expected portal, role, position, department",
         'people[2].memberships[0].department: no department "nope" on "acme.bitrix24.ru"',
         "people[3].memberships: must be an array, not an object",
         'people[3].email: "vera@acme.ru" is already at people[2]',
@@ -807,8 +848,7 @@ def test_addresses_are_compared_in_their_canonical_form() -> None:
     assert problems_of(data) == [
         'portals[1].address: "shop.example.ru" is already at portals[0]',
         'portals[3].address: "xn--80aairftm.xn--p1ai" is already at portals[2]',
-        'portals[4].address: "http://plain.example.ru" must be a host name or an https:// '
-        "address",
+        'portals[4].address: "http://plain.example.ru" must be a host name or an https:// address',
         'portals[5].address: "https://port.example.ru:8443" must not have a port',
         'portals[6].address: "10.0.0.1" must be a host name, not an IP address',
         'portals[7].address: "not a host" is not a host name',
@@ -847,9 +887,7 @@ def test_department_cycles_are_reported_once_each() -> None:
 
 
 def test_the_top_level_must_be_an_object_of_arrays() -> None:
-    assert problems_of([]) == [
-        "top level: must be an object with portals, departments and people"
-    ]
+    assert problems_of([]) == ["top level: must be an object with portals, departments and people"]
     assert problems_of({"portals": {}, "people": "none"}) == [
         "portals: must be an array, not an object",
         "people: must be an array, not a string",
@@ -890,8 +928,12 @@ def large_file(people: int, departments: int) -> dict[str, Any]:
     portals: list[dict[str, Any]] = [
         {"address": addresses[0], "name": "Head", "plan": "enterprise", "role": "head"}
     ] + [
-        {"address": address, "name": f"Branch {address}", "plan": "standard",
-         "network": addresses[0]}
+        {
+            "address": address,
+            "name": f"Branch {address}",
+            "plan": "standard",
+            "network": addresses[0],
+        }
         for address in addresses[1:]
     ]
 
@@ -912,8 +954,12 @@ def large_file(people: int, departments: int) -> dict[str, Any]:
     for number in range(people):
         home = addresses[number % len(addresses)]
         memberships = [
-            {"portal": home, "role": "admin" if number < 10 else "employee",
-             "department": f"d{number % per_portal}", "position": "Специалист"}
+            {
+                "portal": home,
+                "role": "admin" if number < 10 else "employee",
+                "department": f"d{number % per_portal}",
+                "position": "Специалист",
+            }
         ]
         if number % 7 == 0 and home != addresses[0]:
             memberships.append({"portal": addresses[0], "role": "employee"})

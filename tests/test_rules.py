@@ -46,20 +46,39 @@ TABLE = {
     "open the branch's menu": [False, True, True, False, True],
     "read the branch's staff": [Refusal.NOT_VISIBLE, OK, OK, Refusal.NOT_VISIBLE, OK],
     "invite to the branch": [
-        Refusal.NOT_VISIBLE, Refusal.NOT_ADMIN, OK, Refusal.NOT_VISIBLE, OK,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_ADMIN,
+        OK,
+        Refusal.NOT_VISIBLE,
+        OK,
     ],
     "connect a portal": [
-        Refusal.NOT_VISIBLE, Refusal.NOT_ADMIN_OF_BOTH, Refusal.NOT_VISIBLE,
-        Refusal.NOT_VISIBLE, OK,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_ADMIN_OF_BOTH,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_VISIBLE,
+        OK,
     ],
     "create a branch": [
-        Refusal.NOT_VISIBLE, Refusal.NOT_ADMIN, Refusal.NOT_VISIBLE, OK, OK,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_ADMIN,
+        Refusal.NOT_VISIBLE,
+        OK,
+        OK,
     ],
     "disconnect the branch": [
-        Refusal.NOT_VISIBLE, Refusal.NOT_HEAD_ADMIN, Refusal.NOT_HEAD_ADMIN, OK, OK,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_HEAD_ADMIN,
+        Refusal.NOT_HEAD_ADMIN,
+        OK,
+        OK,
     ],
     "list the branches": [
-        Refusal.NOT_VISIBLE, Refusal.NOT_HEAD_ADMIN, Refusal.NOT_VISIBLE, OK, OK,
+        Refusal.NOT_VISIBLE,
+        Refusal.NOT_HEAD_ADMIN,
+        Refusal.NOT_VISIBLE,
+        OK,
+        OK,
     ],
 }
 
@@ -97,10 +116,17 @@ def test_permission_table(action: str, actor: str, expected: object) -> None:
 
 def test_menu_items_follow_the_order_and_the_rights() -> None:
     assert menu_items(ACTORS["employee"], BRANCH) == [
-        MenuItem.GO, MenuItem.COPY, MenuItem.STAFF, MenuItem.STRUCTURE,
+        MenuItem.GO,
+        MenuItem.COPY,
+        MenuItem.STAFF,
+        MenuItem.STRUCTURE,
     ]
     assert menu_items(ACTORS["branch admin"], BRANCH) == [
-        MenuItem.GO, MenuItem.COPY, MenuItem.INVITE, MenuItem.STAFF, MenuItem.STRUCTURE,
+        MenuItem.GO,
+        MenuItem.COPY,
+        MenuItem.INVITE,
+        MenuItem.STAFF,
+        MenuItem.STRUCTURE,
     ]
     assert menu_items(ACTORS["head admin"], BRANCH) == [MenuItem.DISCONNECT]
     assert menu_items(ACTORS["admin of both"], BRANCH)[-1] is MenuItem.DISCONNECT
@@ -169,8 +195,13 @@ def test_current_portal() -> None:
 
 @pytest.mark.parametrize(
     ("chosen", "telegram", "expected"),
-    [(None, "en-GB", "en"), (None, "de", "ru"), (None, None, "ru"), ("ru", "en", "ru"),
-     ("en", "uk", "en")],
+    [
+        (None, "en-GB", "en"),
+        (None, "de", "ru"),
+        (None, None, "ru"),
+        ("ru", "en", "ru"),
+        ("en", "uk", "en"),
+    ],
 )
 def test_language(chosen: str | None, telegram: str | None, expected: str) -> None:
     assert language_for(chosen, telegram) == expected

@@ -42,8 +42,11 @@ def test_cycles_and_missing_parents_lose_nothing() -> None:
 
     names = sorted(line.name for line in tree.lines)
     assert names == ["Loop A", "Loop B", "Orphan"]
-    loop_top = next(line for line in tree.lines if line.prefix.endswith("─ ") and "Loop" in
-                    line.name and len(line.prefix) == 3)
+    loop_top = next(
+        line
+        for line in tree.lines
+        if line.prefix.endswith("─ ") and "Loop" in line.name and len(line.prefix) == 3
+    )
     assert loop_top.headcount == 2
 
 
