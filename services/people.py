@@ -339,8 +339,9 @@ def folded_name(column: Any, dialect: str) -> ColumnElement[str]:
     if dialect == "sqlite":
         # Registered on every SQLite connection (storage/db.py): SQLite's lower() is ASCII only.
         return func.casefold(column, type_=column.type)
-    # Limitation: lower() folds a few letters (such as ß) unlike casefold, so on PostgreSQL
-    # such names may sit elsewhere in the list than Python's order would put them.
+    # Limitation: lower() folds a few letters (such as ß) unlike casefold, and on a database
+    # whose ctype is C it folds ASCII letters only, so there capitalised Cyrillic names sit
+    # elsewhere in the portal list than Python's order puts them; a stored folded name would not.
     return func.lower(column, type_=column.type).collate("C")
 
 

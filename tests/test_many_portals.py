@@ -9,14 +9,12 @@ list, heads last, so ids, names and places in the list all disagree; the names m
 Cyrillic letters and letter cases, so an order that does not fold letter case shows.
 """
 
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import String, delete, event, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import String, delete, literal, select, update
 
 from bot.keyboards.builders import PORTALS_PER_PAGE
 from domain.rules import Plan, Role
@@ -32,6 +30,7 @@ from tests import factories
 from tests.botapi.models import FakeUser, SentMessage
 from tests.factories import EPOCH
 from tests.harness import RunningBot
+from tests.statements import counting
 
 ADMIN, EMPLOYEE = Role.ADMIN, Role.EMPLOYEE
 ZENIT, ATLAS, FOREIGN = "Зенит Холдинг", "Atlas Group", "Чужой Холдинг"
@@ -617,24 +616,6 @@ async def test_ten_and_eleven_portals_look_the_same(running_bot: RunningBot) -> 
         assert (await api.reply(user)).text.startswith(f"{last} · 3 people on the staff")
     assert shapes[0] == [(8, ["1/2", "▶️"]), (2, ["◀️", "2/2"])]
     assert shapes[1] == [(8, ["1/2", "▶️"]), (3, ["◀️", "2/2"])]
-
-
-class StatementCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *_args: object) -> None:
-        self.count += 1
-
-
-@contextmanager
-def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
-    counter = StatementCounter()
-    event.listen(engine.sync_engine, "before_cursor_execute", counter)
-    try:
-        yield counter
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", counter)
 
 
 async def statements(bot: RunningBot, action: Callable[[], Awaitable[object]]) -> int:

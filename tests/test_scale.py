@@ -1,34 +1,14 @@
 """A large portal: staff and structure pages stay within Telegram's limits, and the number of
 SQL statements per update does not grow with the portal's size."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import event, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from domain.rules import Plan, Role
 from services.directory import STAFF_PAGE_SIZE
 from storage.models import Department, Membership, Person, Portal, membership_departments
 from tests.factories import EPOCH
-
-
-class StatementCounter:
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, *_args: object) -> None:
-        self.count += 1
-
-
-@contextmanager
-def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
-    counter = StatementCounter()
-    event.listen(engine.sync_engine, "before_cursor_execute", counter)
-    try:
-        yield counter
-    finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", counter)
+from tests.statements import counting
 
 
 async def build_portal(

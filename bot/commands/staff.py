@@ -90,44 +90,28 @@ async def staff_from_menu(
 
 async def staff_page_tap(
     callback: CallbackQuery,
-    callback_data: StaffPageTap,
+    callback_data: StaffPageTap | SearchPageTap,
     session: AsyncSession,
     person: Person | None,
     now: datetime,
 ) -> None:
-    """Another page of the staff list or of a search kept on the server."""
+    """Another page of the staff list, or of a search: by its text in the button, or its id."""
     access = await member_access(session, person, callback_data.portal_id)
     if access is None or person is None:
         await acknowledge(callback, refusal_text(Refusal.NOT_VISIBLE), alert=True)
         return
 
-    search = None
-    query_id = callback_data.query_id
-    if query_id:
+    search, query_id = None, 0
+    if isinstance(callback_data, SearchPageTap):
+        # The text is as untrusted as any typed search, and searched for in the same way.
+        search = callback_data.text.strip()[:MAX_SEARCH_LENGTH] or None
+    elif callback_data.query_id:
+        query_id = callback_data.query_id
         search = await recall_search(session, query_id, person.id, access.portal.id)
         if search is None:
             await acknowledge(callback, _("This search is out of date: run it again."), True)
             return
     await show_staff(callback, session, access, person, callback_data.page, search, query_id, now)
-    await acknowledge(callback)
-
-
-async def search_page_tap(
-    callback: CallbackQuery,
-    callback_data: SearchPageTap,
-    session: AsyncSession,
-    person: Person | None,
-    now: datetime,
-) -> None:
-    """Another page of a search whose text came in the button."""
-    access = await member_access(session, person, callback_data.portal_id)
-    if access is None or person is None:
-        await acknowledge(callback, refusal_text(Refusal.NOT_VISIBLE), alert=True)
-        return
-
-    # The text is as untrusted as any typed search, and searched for in the same way.
-    search = callback_data.text.strip()[:MAX_SEARCH_LENGTH] or None
-    await show_staff(callback, session, access, person, callback_data.page, search, 0, now)
     await acknowledge(callback)
 
 
@@ -139,5 +123,5 @@ def create_router() -> Router:
         staff_from_menu, PortalTap.filter(F.action == PortalAction.STAFF)
     )
     router.callback_query.register(staff_page_tap, StaffPageTap.filter())
-    router.callback_query.register(search_page_tap, SearchPageTap.filter())
+    router.callback_query.register(staff_page_tap, SearchPageTap.filter())
     return router
