@@ -92,10 +92,12 @@ def configure_logging(level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # Alembic announces its context on every command, and aiogram logs every handled update at
-    # INFO: debugging detail, not what an operator reads.
-    logging.getLogger("alembic").setLevel(max(logging.getLevelName(level), logging.WARNING))
-    logging.getLogger("aiogram.event").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # Alembic announces its context on every command, aiogram logs every handled update and
+    # APScheduler every run of a job (the outbox's, every 2 seconds) at INFO: debugging detail,
+    # not what an operator reads. Their warnings still show.
+    quieter = max(logging.getLevelName(level), logging.WARNING)
+    for name in ("alembic", "aiogram.event", "apscheduler"):
+        logging.getLogger(name).setLevel(quieter)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -191,5 +191,8 @@ def load_settings(*, env_file: str | None = ".env", **overrides: object) -> Sett
         problems = []
         for item in error.errors():
             message = str(item["msg"]).removeprefix("Value error, ")
+            # Our own checks name the variable; pydantic's bounds and types say only the rule.
+            if item["type"] != "value_error" and item["loc"]:
+                message = f"{str(item['loc'][0]).upper()}: {message}"
             problems.append(message)
         raise SettingsError("; ".join(problems)) from None

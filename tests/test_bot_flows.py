@@ -249,6 +249,50 @@ async def test_a_short_search_travels_in_its_buttons(bot) -> None:
     assert (await api.wait_answered(query_id)).text == "No portal of yours has that address."
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        "sf:{spb}:9999999999999999999:продавец",
+        "sp:{spb}:99999999999999999999:0",
+        "pl:4611686018427387904",
+        "tp:99999999999999999999:0",
+        "p:m:99999999999",
+        "sp:{spb}:-3:0",
+    ],
+)
+async def test_numbers_no_database_holds_are_an_out_of_date_button(bot, data: str) -> None:
+    api = bot.api
+    sophie = api.user(SOPHIE, "Sophie", language_code="en")
+    spb = await portal_id(bot, "spb.acme.ru")
+    await api.send(sophie, "/portals")
+    listing = await api.reply(sophie)
+
+    query_id = await api.press(sophie, listing, data.format(spb=spb), check=False)
+    assert (await api.wait_answered(query_id)).text == "This button is out of date."
+    # The bot goes on as before.
+    await api.send(sophie, "/portals")
+    assert any("Acme St Petersburg" in text for text in (await api.reply(sophie)).button_texts())
+
+
+async def test_yo_is_searched_as_ye(bot) -> None:
+    api = bot.api
+    sophie = api.user(SOPHIE, "Sophie", language_code="en")
+    await add_sales_staff(bot, "spb.acme.ru", 1, "Пётр Семёнов")
+    await add_sales_staff(bot, "spb.acme.ru", 1, "Семен Ежов")
+    await api.send(sophie, "/staff")
+    await api.tap(sophie, await api.reply(sophie), "Acme St Petersburg")
+    await api.reply(sophie)
+
+    for query, found in [
+        ("семенов", ["Пётр Семёнов 00"]),
+        ("СЕМЁН", ["Пётр Семёнов 00", "Семен Ежов 00"]),
+        ("ёжов", ["Семен Ежов 00"]),
+        ("петр", ["Пётр Семёнов 00"]),
+    ]:
+        await api.send(sophie, f"/staff {query}")
+        assert (await api.reply(sophie)).entity_texts("bold")[1:] == found, query
+
+
 async def test_old_searches_are_forgotten_by_the_hourly_job(bot) -> None:
     api = bot.api
     sophie = api.user(SOPHIE, "Sophie", language_code="en")

@@ -44,8 +44,26 @@ def test_the_pager_names_the_search_by_text_or_by_id() -> None:
     assert "sp:12:2:0" in plain
 
 
-@pytest.mark.parametrize("data", ["sf:12:1", "sf:x:1:a", "sf:12:1:a:b", "sp:12:one:0"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        "sf:12:1",
+        "sf:x:1:a",
+        "sf:12:1:a:b",
+        "sp:12:one:0",
+        # Beyond what the database's integers hold, or below nothing.
+        "sf:12:9999999999999999999:a",
+        "sp:12:2147483648:0",
+        "sp:99999999999999999999:0:0",
+        "sf:12:-1:a",
+    ],
+)
 def test_forged_page_data_is_not_taken(data: str) -> None:
     tap = SearchPageTap if data.startswith("sf") else StaffPageTap
     with pytest.raises((TypeError, ValueError)):
         tap.unpack(data)
+
+
+def test_the_largest_numbers_the_database_holds_are_taken() -> None:
+    tap = StaffPageTap.unpack(f"sp:{2**31 - 1}:{2**31 - 1}:0")
+    assert tap.portal_id == tap.page == 2**31 - 1

@@ -51,6 +51,9 @@ async def counts(database_url: str) -> tuple[int, int, int]:
         ({"BOT_TOKEN": TEST_TOKEN, "DATABASE_URL": "mysql://x"}, "DATABASE_URL must be"),
         ({"BOT_TOKEN": TEST_TOKEN, "TIMEZONE": "Mars/Olympus"}, "is not a known time zone"),
         ({"BOT_TOKEN": TEST_TOKEN, "LOG_LEVEL": "LOUD"}, "LOG_LEVEL must be one of"),
+        ({"BOT_TOKEN": TEST_TOKEN, "SEND_RATE": "0"}, "SEND_RATE: Input should be greater than 0"),
+        ({"BOT_TOKEN": TEST_TOKEN, "INVITE_TTL_DAYS": "-1"}, "INVITE_TTL_DAYS: Input should be"),
+        ({"BOT_TOKEN": TEST_TOKEN, "POLLING_TIMEOUT": "soon"}, "POLLING_TIMEOUT: Input should be"),
     ],
 )
 def test_bad_configuration_is_one_clear_line(
@@ -145,6 +148,8 @@ async def test_run_serves_until_sigterm_and_stops_cleanly(
         assert [c["command"] for c in commands_en][:3] == ["portals", "staff", "structure"]
         assert commands_ru[0]["description"] == "мои порталы"
         assert commands_en[0]["description"] == "my portals"
+        # Long enough for the outbox's job (every 2 seconds) to have run.
+        await asyncio.sleep(2.5)
     finally:
         process.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(process.communicate(), timeout=20)
@@ -153,3 +158,5 @@ async def test_run_serves_until_sigterm_and_stops_cleanly(
     log = stderr.decode()
     assert "Traceback" not in log and TEST_TOKEN.split(":")[1] not in log
     assert "bot stopped" in log
+    # At INFO the log is an operator's: no line for each run of a scheduled job.
+    assert "Running job" not in log and "executed successfully" not in log

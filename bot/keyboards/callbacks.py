@@ -1,8 +1,15 @@
 """Callback data: short prefixes and ids only, never names. Every field is untrusted input."""
 
 from enum import StrEnum
+from typing import Annotated
 
 from aiogram.filters.callback_data import CallbackData
+from pydantic import Field
+
+# An id or a page number, within what the database's integer columns hold (PostgreSQL's are
+# 32-bit). Forged data outside it matches no handler and is answered as an out-of-date button,
+# instead of failing in the database.
+Number = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class PortalAction(StrEnum):
@@ -16,26 +23,26 @@ class PortalAction(StrEnum):
 
 
 class PortalListPage(CallbackData, prefix="pl"):
-    page: int
+    page: Number
 
 
 class PortalTap(CallbackData, prefix="p"):
     action: PortalAction
-    portal_id: int
+    portal_id: Number
 
 
 class StaffPageTap(CallbackData, prefix="sp"):
-    portal_id: int
-    page: int
+    portal_id: Number
+    page: Number
     # A search kept on the server (services/searches.py), when its text is too long to travel.
-    query_id: int = 0
+    query_id: Number = 0
 
 
 class SearchPageTap(CallbackData, prefix="sf"):
     """A page of a search whose text travels in the button itself, so nothing is stored."""
 
-    portal_id: int
-    page: int
+    portal_id: Number
+    page: Number
     text: str
 
 
@@ -50,8 +57,8 @@ def search_travels(portal_id: int, pages: int, text: str) -> bool:
 
 
 class StructurePageTap(CallbackData, prefix="tp"):
-    portal_id: int
-    page: int
+    portal_id: Number
+    page: Number
 
 
 class InviteAction(StrEnum):
@@ -64,9 +71,9 @@ class InviteAction(StrEnum):
 
 class InviteTap(CallbackData, prefix="iv"):
     action: InviteAction
-    portal_id: int
+    portal_id: Number
     role: str = ""
-    value: int = 0
+    value: Number = 0
 
 
 class LanguageTap(CallbackData, prefix="lg"):
@@ -95,9 +102,9 @@ class NetworkTap(CallbackData, prefix="nw"):
     """A step of connecting, listing or disconnecting the branches of the head `head_id`."""
 
     action: NetworkAction
-    head_id: int
-    portal_id: int = 0
-    page: int = 0
+    head_id: Number
+    portal_id: Number = 0
+    page: Number = 0
 
 
 class MemberAction(StrEnum):
@@ -119,10 +126,10 @@ class MemberTap(CallbackData, prefix="mb"):
     """Staff management on the portal `portal_id`: the list, a person's card, a change."""
 
     action: MemberAction
-    portal_id: int
-    person_id: int = 0
+    portal_id: Number
+    person_id: Number = 0
     change: MemberChange = MemberChange.NONE
-    page: int = 0
+    page: Number = 0
 
 
 class PhoneLinkTap(CallbackData, prefix="ph"):
