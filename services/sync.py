@@ -402,6 +402,37 @@ async def _admins(session: AsyncSession, portal_id: int) -> list[int]:
     return list(result.scalars())
 
 
+async def _tell_admins(
+    session: AsyncSession,
+    context: _Context,
+    portal: Portal,
+    kind: str,
+    event: tuple[str, datetime],
+    now: datetime,
+    **details: Any,
+) -> None:
+    """Owe a notice about the portal's link to each of its admins but the one who acted.
+
+    `event` is what happened and when: with the portal and the person it makes each notice's
+    key, so the same event is never owed twice.
+    """
+    what, moment = event
+    for person_id in await _admins(session, portal.id):
+        if person_id == context.actor_id:
+            continue
+        await outbox.owe(
+            session,
+            person_id=person_id,
+            kind=kind,
+            dedupe_key=f"{what}:{portal.id}:{moment.isoformat()}:{person_id}",
+            now=now,
+            portal_id=portal.id,
+            portal_name=portal.name,
+            portal_address=portal.address,
+            **details,
+        )
+
+
 async def apply_sync(
     session: AsyncSession, context: _Context, snapshot: PortalSnapshot, *, now: datetime
 ) -> SyncOutcome:
@@ -418,19 +449,9 @@ async def apply_sync(
     link.last_attempt_at = now
     link.last_synced_at = now
     if recovered and failing_since is not None:
-        for person_id in await _admins(session, portal.id):
-            if person_id == context.actor_id:
-                continue
-            await outbox.owe(
-                session,
-                person_id=person_id,
-                kind=RECOVERED_NOTICE,
-                dedupe_key=f"bitrix-recovered:{portal.id}:{failing_since.isoformat()}:{person_id}",
-                now=now,
-                portal_id=portal.id,
-                portal_name=portal.name,
-                portal_address=portal.address,
-            )
+        await _tell_admins(
+            session, context, portal, RECOVERED_NOTICE, ("bitrix-recovered", failing_since), now
+        )
     audit.record(
         session,
         at=now,
@@ -482,22 +503,17 @@ async def record_failure(
     link.last_attempt_at = now
     if first or link.failing_since is None:
         link.failing_since = now
-        for person_id in await _admins(session, portal.id):
-            if person_id == context.actor_id:
-                continue
-            await outbox.owe(
-                session,
-                person_id=person_id,
-                kind=FAILED_NOTICE,
-                dedupe_key=f"bitrix-failed:{portal.id}:{now.isoformat()}:{person_id}",
-                now=now,
-                portal_id=portal.id,
-                portal_name=portal.name,
-                portal_address=portal.address,
-                reason=failure.kind.value,
-                code=failure.code,
-                failing_since=now,
-            )
+        await _tell_admins(
+            session,
+            context,
+            portal,
+            FAILED_NOTICE,
+            ("bitrix-failed", now),
+            now,
+            reason=failure.kind.value,
+            code=failure.code,
+            failing_since=now,
+        )
     audit.record(
         session,
         at=now,

@@ -34,7 +34,7 @@ def _moment(params: dict[str, Any], key: str, zone: ZoneInfo) -> str | None:
         return None
 
 
-def _open_button(params: dict[str, Any]) -> tuple[InlineKeyboardButton, ...]:
+def open_branch_button(params: dict[str, Any]) -> tuple[InlineKeyboardButton, ...]:
     """The branch's menu; a head's admin off the branch's staff gets its card in the network."""
     try:
         branch_id = int(params["branch_id"])
@@ -74,7 +74,7 @@ def branch_connected(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
             "\n",
             _("A 15-day demo has started; it ends on {moment}.").format(moment=demo_until),
         ]
-    return Rendered(Text(*parts), _open_button(params))
+    return Rendered(Text(*parts), open_branch_button(params))
 
 
 @renders("branch_disconnected")
@@ -117,7 +117,7 @@ def branch_incompatible(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
             moment=until
         ),
     )
-    return Rendered(text, _open_button(params))
+    return Rendered(text, open_branch_button(params))
 
 
 @renders("branch_compatible")
@@ -130,4 +130,4 @@ def branch_compatible(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
             plan=_plan(params)
         ),
     )
-    return Rendered(text, _open_button(params))
+    return Rendered(text, open_branch_button(params))

@@ -5,12 +5,11 @@ from string import Formatter
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from aiogram.types import InlineKeyboardButton
 from aiogram.utils.formatting import Bold, Text
 from aiogram.utils.i18n import gettext as _
 from aiogram.utils.i18n import ngettext
 
-from bot.keyboards.callbacks import NetworkAction, NetworkTap, PortalAction, PortalTap
+from bot.notices.network import open_branch_button
 from bot.notices.registry import Digest, Rendered, renders
 from bot.views import clip, instant
 from domain.addresses import display_address
@@ -44,21 +43,6 @@ def _moment(params: dict[str, Any], zone: ZoneInfo) -> str:
         return "?"
 
 
-def _open_button(params: dict[str, Any]) -> tuple[InlineKeyboardButton, ...]:
-    """The branch's menu; a head's admin off the branch's staff gets its card in the network."""
-    try:
-        branch_id = int(params["branch_id"])
-        head_id = int(params["head_id"])
-    except (KeyError, TypeError, ValueError):
-        return ()
-    name = clip(str(params.get("branch_name") or "?"), BUTTON_LABEL)
-    if params.get("on_branch_staff", True):
-        data = PortalTap(action=PortalAction.MENU, portal_id=branch_id).pack()
-    else:
-        data = NetworkTap(action=NetworkAction.BRANCH, head_id=head_id, portal_id=branch_id).pack()
-    return (InlineKeyboardButton(text=f"🏢 {name}", callback_data=data),)
-
-
 def _grace_days() -> str:
     days = GRACE_LENGTH.days
     return ngettext("{count} day", "{count} days", days).format(count=days)
@@ -67,7 +51,7 @@ def _grace_days() -> str:
 def _entry(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
     """One branch's line in a message about several."""
     return Rendered(
-        Text("• ", _branch(params), " — ", _moment(params, zone)), _open_button(params)
+        Text("• ", _branch(params), " — ", _moment(params, zone)), open_branch_button(params)
     )
 
 
@@ -110,7 +94,7 @@ def demo_reminder(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
                 "{days} later."
             ).format(days=_grace_days()),
         ),
-        _open_button(params),
+        open_branch_button(params),
     )
 
 
@@ -154,5 +138,5 @@ def disconnect_reminder(params: dict[str, Any], zone: ZoneInfo) -> Rendered:
                 "in the network."
             ),
         ),
-        _open_button(params),
+        open_branch_button(params),
     )

@@ -110,6 +110,8 @@ SQLITE_TRIGGERS: dict[str, tuple[str, str, str | None, str]] = {
 # portal's row 20,000 times in one transaction, each time after every earlier version of it,
 # and take ten times as long. The portals already raised are kept in a setting that lasts to
 # the end of the transaction.
+# Limitation: two transactions that change several portals' structures in opposite orders
+# can deadlock at commit, when these raise the numbers; PostgreSQL rolls one of them back.
 RAISE_ONCE = f"""
 CREATE FUNCTION raise_structure_version(portal integer) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
